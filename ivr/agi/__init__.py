@@ -1,0 +1,1 @@
+"""FastAGI: Asterisk asks, the controller decides. One small handler per dialplan entry point."""

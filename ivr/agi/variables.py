@@ -1,0 +1,16 @@
+"""Channel variables shared by the dialplan (asterisk/extensions.conf.j2) and the handlers."""
+
+CALL_ID = "IVR_CALL_ID"
+DID = "IVR_DID"
+RECORDING = "IVR_RECORDING"
+NOTICE_DONE = "IVR_NOTICE_DONE"
+ACTION = "IVR_ACTION"
+QUEUE = "IVR_QUEUE"
+QUEUE_TIMEOUT = "IVR_QUEUE_TIMEOUT"
+HANGUP_CAUSE = "IVR_HANGUP_CAUSE"
+LANGUAGE = "IVR_LANG"
+
+# Values of ACTION the dialplan's [ivr-action] context knows.
+ACTION_QUEUE = "queue"
+ACTION_HANGUP = "hangup"
+ACTION_FAILSAFE = "missing"

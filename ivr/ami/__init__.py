@@ -1,0 +1,1 @@
+"""AMI: following Asterisk's channels and queues live, and acting on them."""

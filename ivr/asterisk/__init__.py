@@ -1,0 +1,1 @@
+"""Asterisk as the controller sees it: its configuration and its process."""

@@ -1,0 +1,132 @@
+"""Render the project's asterisk/ templates into the data folder's Asterisk configuration."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from ivr.config import Config
+from ivr.secrets import Secrets
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "asterisk"
+
+
+@dataclass(frozen=True)
+class AsteriskPaths:
+    """Where one Asterisk instance keeps its files; all inside the data folder."""
+
+    root: Path
+
+    @property
+    def etc(self) -> Path:
+        return self.root / "etc"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log"
+
+    @property
+    def spool(self) -> Path:
+        return self.root / "spool"
+
+    @property
+    def lib(self) -> Path:
+        return self.root / "lib"
+
+    @property
+    def main_conf(self) -> Path:
+        return self.etc / "asterisk.conf"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.run / "asterisk.ctl"
+
+    @property
+    def cdr_csv(self) -> Path:
+        return self.log / "cdr-custom" / "ivr-cdr.csv"
+
+    def make(self) -> None:
+        for folder in (self.etc, self.run, self.log / "cdr-custom", self.spool, self.lib):
+            folder.mkdir(parents=True, exist_ok=True)
+
+
+def template_context(config: Config, secrets: Secrets) -> dict:
+    paths = AsteriskPaths(config.asterisk_dir)
+    desk = config.desk
+    return {
+        "etc_dir": paths.etc,
+        "run_dir": paths.run,
+        "log_dir": paths.log,
+        "spool_dir": paths.spool,
+        "lib_dir": paths.lib,
+        "node_name": config.server.node_name,
+        "run_user": "root",
+        "run_group": "root",
+        "max_calls": 400,
+        "sip_bind": config.asterisk.sip_bind,
+        "sip_port": config.asterisk.sip_port,
+        "rtp_start": config.asterisk.rtp_start,
+        "rtp_end": config.asterisk.rtp_end,
+        "ami_port": config.asterisk.ami_port,
+        "ami_user": config.asterisk.ami_user,
+        "ami_secret": secrets.ami_secret,
+        "trunk_match": config.trunk.match,
+        "trunk_codecs": config.trunk.codecs,
+        "operators": [
+            {
+                "endpoint": op.endpoint,
+                "name": op.name,
+                "contact": op.contact,
+                "password": secrets.operator_passwords[op.endpoint],
+            }
+            for op in config.operators
+        ],
+        "agi_host": config.agi.bind,
+        "agi_port": config.agi.port,
+        "recordings_dir": config.recordings_dir,
+        "prompts_dir": config.prompts_dir,
+        "language": config.prompts.language,
+        "notice": config.prompts.notice,
+        "failsafe": config.prompts.failsafe,
+        "default_desk": desk.default,
+        "default_wait": desk.max_wait,
+        "split_legs": config.recording.split_legs,
+        "desks": [
+            {
+                "name": desk.default,
+                "strategy": desk.strategy,
+                "ring_timeout": desk.ring_timeout,
+                "members": desk.members,
+            }
+        ],
+    }
+
+
+def render_asterisk_config(config: Config, secrets: Secrets) -> AsteriskPaths:
+    """Write every template; files holding secrets are readable by root only."""
+    paths = AsteriskPaths(config.asterisk_dir)
+    paths.make()
+    config.recordings_dir.mkdir(parents=True, exist_ok=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    context = template_context(config, secrets)
+    for template in sorted(TEMPLATE_DIR.glob("*.conf.j2")):
+        text = env.get_template(template.name).render(context)
+        target = paths.etc / template.name.removesuffix(".j2")
+        tmp = target.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    return paths

@@ -1,0 +1,296 @@
+"""The server's configuration: one TOML file, validated at load time.
+
+Every error names the file, the dotted key, its line when it can be found, and the problem,
+so an admin can fix a bad file without reading Python.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+
+
+class ConfigError(Exception):
+    """A configuration file is wrong; the message is meant for the admin."""
+
+    def __init__(self, path: Path, problems: list[str]):
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(f"{path}: {p}" for p in problems))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _loopback(value: str) -> str:
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an IP address") from exc
+    if not ip.is_loopback:
+        raise ValueError(f"{value} is not a loopback address; this service must not be exposed")
+    return value
+
+
+def _ip(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an IP address") from exc
+    return value
+
+
+class ServerConfig(_Section):
+    data_dir: Path = Path("var")
+    node_name: str = Field(default="ivr1", pattern=r"^[a-z0-9-]{1,32}$")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class AsteriskConfig(_Section):
+    mode: Literal["auto", "system", "chroot"] = "auto"
+    chroot: Path = Path("/var/cache/ivr/asterisk-root")
+    sip_bind: str = "127.0.0.1"
+    sip_port: Port = 5060
+    rtp_start: Port = 10000
+    rtp_end: Port = 20000
+    ami_port: Port = 5038
+    ami_user: str = Field(default="ivr", pattern=r"^[a-z][a-z0-9_]{1,31}$")
+
+    _sip = field_validator("sip_bind")(_ip)
+
+    def model_post_init(self, __context: Any) -> None:
+        if self.rtp_end <= self.rtp_start:
+            raise ValueError("rtp_end must be greater than rtp_start")
+
+
+class AgiConfig(_Section):
+    bind: str = "127.0.0.1"
+    port: Port = 4573
+    header_timeout: float = Field(default=5.0, gt=0, le=60)
+    command_timeout: float = Field(default=120.0, gt=0, le=3600)
+
+    _bind = field_validator("bind")(_loopback)
+
+
+class WebConfig(_Section):
+    bind: str = "127.0.0.1"
+    port: Port = 8080
+
+    _bind = field_validator("bind")(_ip)
+
+
+class TrunkConfig(_Section):
+    """The carrier's SIP peer: calls from these addresses are inbound customer calls."""
+
+    match: list[str] = Field(default_factory=lambda: ["127.0.0.1"], min_length=1)
+    codecs: list[Literal["alaw", "ulaw", "g722", "opus"]] = Field(
+        default_factory=lambda: ["alaw", "ulaw"], min_length=1
+    )
+
+    @field_validator("match")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP address or network") from exc
+        return value
+
+
+class OperatorConfig(_Section):
+    """An operator's SIP phone (a PJSIP endpoint)."""
+
+    endpoint: str
+    name: str = ""
+    # A fixed contact for phones that do not register (and for tests); registering phones
+    # authenticate with the generated password instead.
+    contact: str | None = Field(default=None, pattern=r"^sips?:\S+$")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if not ENDPOINT_NAME.match(value):
+            raise ValueError("use 1-40 letters, digits, '_', '.' or '-'")
+        return value
+
+
+class RecordingConfig(_Section):
+    # Separate legs make it possible to tell the caller's voice from the operator's later.
+    split_legs: bool = True
+
+
+class PromptConfig(_Section):
+    texts: Path = Path("prompts/prompts.yaml")
+    language: Literal["ja", "en"] = "ja"
+    notice: str = "notice"
+    failsafe: str = "failsafe"
+    voices: dict[str, str] = Field(default_factory=dict)
+
+
+class DeskConfig(_Section):
+    """The desk callers are queued to when nothing else decides (and in fail-safe)."""
+
+    default: str = Field(default="support", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    strategy: Literal["ringall", "leastrecent", "fewestcalls", "rrmemory", "linear", "random"] = (
+        "rrmemory"
+    )
+    members: list[str] = Field(default_factory=list)
+    ring_timeout: int = Field(default=15, ge=3, le=120)
+    max_wait: int = Field(default=600, ge=10, le=7200)
+
+
+class Config(_Section):
+    server: ServerConfig = ServerConfig()
+    asterisk: AsteriskConfig = AsteriskConfig()
+    agi: AgiConfig = AgiConfig()
+    web: WebConfig = WebConfig()
+    trunk: TrunkConfig = TrunkConfig()
+    recording: RecordingConfig = RecordingConfig()
+    prompts: PromptConfig = PromptConfig()
+    desk: DeskConfig = DeskConfig()
+    operators: list[OperatorConfig] = Field(default_factory=list)
+
+    # Set by load_config: where relative paths are resolved from.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    def model_post_init(self, __context: Any) -> None:
+        names = [o.endpoint for o in self.operators]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"operator endpoint defined twice: {', '.join(dupes)}")
+        unknown = [m for m in self.desk.members if m not in names]
+        if unknown:
+            raise ValueError(f"desk.members names unknown operators: {', '.join(unknown)}")
+        ports = {
+            "asterisk.sip_port": self.asterisk.sip_port,
+            "asterisk.ami_port": self.asterisk.ami_port,
+            "agi.port": self.agi.port,
+            "web.port": self.web.port,
+        }
+        seen: dict[int, str] = {}
+        for key, port in ports.items():
+            if port in seen:
+                raise ValueError(f"{key} and {seen[port]} both use port {port}")
+            seen[port] = key
+
+    def path(self, value: Path) -> Path:
+        return value if value.is_absolute() else (self.base_dir / value).resolve()
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path(self.server.data_dir)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "ivr.sqlite3"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+    @property
+    def prompts_dir(self) -> Path:
+        return self.data_dir / "prompts"
+
+    @property
+    def asterisk_dir(self) -> Path:
+        return self.data_dir / "asterisk"
+
+    @property
+    def secrets_path(self) -> Path:
+        return self.data_dir / "secrets.toml"
+
+
+def _key_line(text: str, loc: tuple[str | int, ...]) -> int | None:
+    """Find the line of a dotted key in a TOML text (good enough for admin-written files)."""
+    lines = text.splitlines()
+    keys = [str(k) for k in loc if not isinstance(k, int)]
+    if not keys:
+        return None
+    table: list[str] = []
+    best: int | None = None
+    for number, raw in enumerate(lines, start=1):
+        line = raw.split("#", 1)[0].strip()
+        header = re.match(r"^\[\[?\s*([^\]]+?)\s*\]\]?$", line)
+        if header:
+            table = [p.strip().strip('"') for p in header.group(1).split(".")]
+            if table == keys:
+                best = best or number
+            continue
+        assignment = re.match(r"^([A-Za-z0-9_.\"-]+)\s*=", line)
+        if assignment:
+            path = table + [p.strip('"') for p in assignment.group(1).split(".")]
+            if path == keys:
+                return number
+            if best is None and path[: len(keys)] == keys:
+                best = number
+    if best is None and len(keys) > 1:
+        return _key_line(text, tuple(keys[:-1]))
+    return best
+
+
+def _describe(error: dict[str, Any], text: str) -> str:
+    loc = tuple(error.get("loc", ()))
+    key = ".".join(str(k) for k in loc if k != "__root__") or "(top level)"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    line = _key_line(text, loc)
+    where = f"line {line}: " if line else ""
+    return f"{where}{key}: {message}"
+
+
+def load_config(path: Path | str) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"not valid TOML: {exc}"]) from exc
+    try:
+        config = Config.model_validate({**data, "base_dir": path.parent.resolve()})
+    except ValidationError as exc:
+        raise ConfigError(path, [_describe(e, text) for e in exc.errors()]) from exc
+    problems = _check_files(config, text)
+    if problems:
+        raise ConfigError(path, problems)
+    return config
+
+
+def _check_files(config: Config, text: str) -> list[str]:
+    """What the schema cannot see: files the configuration points at."""
+    from ivr.audio.prompts import load_prompt_texts
+
+    texts = config.path(config.prompts.texts)
+    line = _key_line(text, ("prompts", "texts"))
+    where = f"line {line}: " if line else ""
+    if not texts.is_file():
+        return [f"{where}prompts.texts: prompt text file {texts} does not exist"]
+    try:
+        prompts = load_prompt_texts(texts)
+    except ValueError as exc:
+        return [f"{where}prompts.texts: {exc}"]
+    problems = []
+    for key in ("notice", "failsafe"):
+        name = getattr(config.prompts, key)
+        missing = [lang for lang in ("ja", "en") if lang not in prompts.get(name, {})]
+        if missing:
+            line = _key_line(text, ("prompts", key))
+            where = f"line {line}: " if line else ""
+            problems.append(
+                f"{where}prompts.{key}: prompt {name!r} has no {'/'.join(missing)} text in {texts}"
+            )
+    return problems

@@ -1,0 +1,120 @@
+"""The controller: store, call service, FastAGI, AMI and the web server on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from ivr.agi.context import HandlerContext, Prompts
+from ivr.agi.server import AgiServer
+from ivr.ami.client import AmiClient, AmiError
+from ivr.ami.tracker import CallTracker
+from ivr.asterisk.render import AsteriskPaths
+from ivr.cdr_import import import_missed_calls
+from ivr.config import Config
+from ivr.model import CallRecord
+from ivr.recording import RecordingFinaliser
+from ivr.secrets import Secrets
+from ivr.service import CallService
+from ivr.store import CallStore, Database
+
+log = logging.getLogger("ivr.controller")
+
+
+@dataclass
+class Controller:
+    config: Config
+    secrets: Secrets
+    db: Database = field(init=False)
+    calls: CallService = field(init=False)
+    finaliser: RecordingFinaliser = field(init=False)
+    agi: AgiServer = field(init=False)
+    ami: AmiClient = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.db = Database(self.config.database_path)
+        self.asterisk_paths = AsteriskPaths(self.config.asterisk_dir)
+        self._reconcile_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self.db.open()
+        self.calls = CallService(
+            CallStore(self.db), node=self.config.server.node_name, on_ended=self._call_ended
+        )
+        self.finaliser = RecordingFinaliser(self.calls)
+        tracker = CallTracker(self.calls)
+        ctx = HandlerContext(
+            calls=self.calls,
+            prompts=Prompts(self.config.prompts_dir, self.config.prompts.language),
+            notice=self.config.prompts.notice,
+            default_desk=self.config.desk.default,
+        )
+        self.agi = AgiServer(
+            ctx,
+            host=self.config.agi.bind,
+            port=self.config.agi.port,
+            header_timeout=self.config.agi.header_timeout,
+            command_timeout=self.config.agi.command_timeout,
+        )
+        self.ami = AmiClient(
+            host="127.0.0.1",
+            port=self.config.asterisk.ami_port,
+            username=self.config.asterisk.ami_user,
+            secret=self.secrets.ami_secret,
+            on_event=tracker.handle,
+            on_login=self.reconcile,
+        )
+        # Calls ended while we were away get their recordings finalised now.
+        for record in await self.calls.store.unfinalised_recordings():
+            self.finaliser.schedule(record.id, record.recording_path)
+        await self.agi.start()
+        await self.ami.start()
+
+    def _call_ended(self, record: CallRecord) -> None:
+        self.finaliser.schedule(record.id, record.recording_path)
+
+    async def reconcile(self) -> None:
+        """After (re)connecting to Asterisk: close calls whose channels are gone and import
+        the calls Asterisk handled without us (CDR)."""
+        async with self._reconcile_lock:
+            open_calls = await self.calls.store.open_calls()
+            if open_calls:
+                try:
+                    live = await self.live_channel_ids()
+                except AmiError as exc:
+                    log.warning("event=reconcile_skipped reason=%s", exc)
+                    live = None
+                if live is not None:
+                    for record in open_calls:
+                        if record.id not in live:
+                            await self.calls.hung_up(record.id, 0, "channel gone while unobserved")
+            imported = await import_missed_calls(self.asterisk_paths.cdr_csv, self.calls)
+            for call_id in imported:
+                record = await self.calls.get(call_id)
+                if record is not None:
+                    self.finaliser.schedule(record.id, record.recording_path)
+
+    async def live_channel_ids(self) -> set[str]:
+        response = await self.ami.action({"Action": "CoreShowChannels"}, timeout=10)
+        messages = response if isinstance(response, list) else [response]
+        return {m.get("Uniqueid") for m in messages if m.get("Uniqueid")}
+
+    async def health(self) -> dict[str, bool]:
+        ami_up = self.ami.connected
+        asterisk_up = ami_up and await self.ami.ping()
+        return {
+            "asterisk": asterisk_up,
+            "ami": ami_up,
+            "fastagi": self.agi.listening,
+            "database": await self.db.ping(),
+        }
+
+    async def stop(self) -> None:
+        await self.agi.stop()
+        await self.ami.stop()
+        try:
+            await asyncio.wait_for(self.finaliser.wait_idle(), 10)
+        except TimeoutError:
+            log.warning("event=finaliser_shutdown_timeout")
+        await self.db.close()

@@ -1,0 +1,100 @@
+"""The call record: what the controller knows about one call, and its public JSON shape."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Outcome(StrEnum):
+    ANSWERED = "answered"
+    ABANDONED_IN_MENU = "abandoned_in_menu"
+    ABANDONED_IN_QUEUE = "abandoned_in_queue"
+    QUEUE_TIMEOUT = "queue_timeout"
+    FAILED = "failed"
+
+
+class Source(StrEnum):
+    """Who first told the store about the call."""
+
+    CONTROLLER = "controller"  # the FastAGI handler
+    AMI = "ami"  # AMI events only (FastAGI failed)
+    CDR = "cdr"  # imported from Asterisk's CDR file (controller was down)
+
+
+TIME_FIELDS = (
+    "started_at",
+    "answered_at",
+    "notice_started_at",
+    "notice_ended_at",
+    "queue_joined_at",
+    "connected_at",
+    "ended_at",
+)
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    id: str
+    node: str
+    direction: str
+    caller: str | None
+    caller_name: str | None
+    did: str | None
+    started_at: float
+    answered_at: float | None
+    notice_started_at: float | None
+    notice_ended_at: float | None
+    queue_joined_at: float | None
+    connected_at: float | None
+    ended_at: float | None
+    desk: str | None
+    operator: str | None
+    outcome: str | None
+    hangup_cause: int | None
+    hangup_by: str | None
+    recording_path: str | None
+    recording_duration: float | None
+    recording_sha256: str | None
+    failsafe: bool
+    source: str
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: Any) -> CallRecord:
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values["failsafe"] = bool(values["failsafe"])
+        return cls(**values)
+
+    @property
+    def wait_seconds(self) -> float | None:
+        if self.queue_joined_at is None:
+            return None
+        end = self.connected_at or self.ended_at
+        return None if end is None else round(end - self.queue_joined_at, 3)
+
+    @property
+    def talk_seconds(self) -> float | None:
+        if self.connected_at is None or self.ended_at is None:
+            return None
+        return round(self.ended_at - self.connected_at, 3)
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented shape of `ivr calls --json` and the API (see README)."""
+        data = asdict(self)
+        data.pop("updated_at")
+        for name in TIME_FIELDS:
+            data[name] = iso(data[name])
+        data["wait_seconds"] = self.wait_seconds
+        data["talk_seconds"] = self.talk_seconds
+        return data
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )

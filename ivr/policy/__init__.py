@@ -1,0 +1,1 @@
+"""Pure decisions: no I/O, no clocks, no Asterisk. Everything here is unit-testable."""

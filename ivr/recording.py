@@ -1,0 +1,84 @@
+"""Finalising a recording after hang-up: wait until Asterisk has closed the file, then take
+its length and sha256 (in a worker thread: hashing must not stall the event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from ivr.service import CallService
+
+log = logging.getLogger("ivr.recording")
+
+
+@dataclass(frozen=True)
+class RecordingFacts:
+    duration: float
+    sha256: str
+
+
+def wav_closed(path: Path) -> bool:
+    """Asterisk writes the RIFF sizes when it closes a WAV; until then they are stale."""
+    try:
+        with path.open("rb") as fh:
+            header = fh.read(44)
+        size = path.stat().st_size
+    except OSError:
+        return False
+    if len(header) < 44 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+        return False
+    riff_size = struct.unpack("<I", header[4:8])[0]
+    return riff_size + 8 == size
+
+
+def wav_facts(path: Path) -> RecordingFacts:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        header = fh.read(44)
+        digest.update(header)
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    channels = struct.unpack("<H", header[22:24])[0]
+    rate = struct.unpack("<I", header[24:28])[0]
+    bits = struct.unpack("<H", header[34:36])[0]
+    data_bytes = path.stat().st_size - 44
+    frame = max(1, channels * bits // 8)
+    duration = data_bytes / frame / rate if rate else 0.0
+    return RecordingFacts(duration=duration, sha256=digest.hexdigest())
+
+
+class RecordingFinaliser:
+    def __init__(self, calls: CallService, *, close_timeout: float = 20.0):
+        self.calls = calls
+        self.close_timeout = close_timeout
+        self._tasks: set[asyncio.Task] = set()
+
+    def schedule(self, call_id: str, path: str | None) -> None:
+        if not path:
+            return
+        task = asyncio.get_running_loop().create_task(self.finalise(call_id, Path(path)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def finalise(self, call_id: str, path: Path) -> RecordingFacts | None:
+        deadline = asyncio.get_running_loop().time() + self.close_timeout
+        while not await asyncio.to_thread(wav_closed, path):
+            if asyncio.get_running_loop().time() > deadline:
+                exists = await asyncio.to_thread(path.exists)
+                problem = "not closed by Asterisk in time" if exists else "missing"
+                log.error("event=recording_problem call_id=%s path=%s problem=%s",
+                          call_id, path, problem)
+                await self.calls.recording_missing(call_id, str(path), problem)
+                return None
+            await asyncio.sleep(0.2)
+        facts = await asyncio.to_thread(wav_facts, path)
+        await self.calls.recording_finalised(call_id, facts.duration, facts.sha256)
+        return facts
+
+    async def wait_idle(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

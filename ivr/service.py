@@ -1,0 +1,160 @@
+"""The call service: the one place that turns what happened into the call record.
+
+The FastAGI handlers, the AMI tracker, the CDR import, the CLI and the web API all go through
+it, so a fact is recorded the same way whoever reports it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ivr.model import CallRecord, Source
+from ivr.policy.outcome import decide_outcome, hangup_side
+from ivr.store.calls import CallStore
+
+log = logging.getLogger("ivr.calls")
+
+
+class CallService:
+    def __init__(
+        self,
+        store: CallStore,
+        *,
+        node: str,
+        on_ended: Callable[[CallRecord], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.store = store
+        self.node = node
+        self.clock = clock
+        self._on_ended = on_ended
+        # Facts kept only until hang-up decides the outcome.
+        self._queue_status: dict[str, str] = {}
+        self._complete_reason: dict[str, str] = {}
+
+    async def _event(self, call_id: str, kind: str, at: float | None = None, **data: Any) -> float:
+        at = self.clock() if at is None else at
+        await self.store.add_event(call_id, kind, at, data)
+        log.info("event=%s call_id=%s %s", kind, call_id,
+                 " ".join(f"{k}={v}" for k, v in data.items()))
+        return at
+
+    async def call_started(
+        self,
+        call_id: str,
+        *,
+        caller: str | None,
+        did: str | None,
+        recording_path: str | None,
+        source: Source,
+        caller_name: str | None = None,
+        started_at: float | None = None,
+    ) -> bool:
+        """Record a new inbound call; reporting it twice (AGI and AMI) is harmless."""
+        at = self.clock() if started_at is None else started_at
+        created = await self.store.ensure_call(
+            call_id, node=self.node, started_at=at, source=source.value
+        )
+        await self.store.update(
+            call_id,
+            only_if_null=True,
+            caller=caller or None,
+            caller_name=caller_name or None,
+            did=did or None,
+            answered_at=at,
+            recording_path=recording_path or None,
+        )
+        if created:
+            await self._event(call_id, "call_started", at, caller=caller, did=did,
+                              source=source.value)
+        elif source is Source.CONTROLLER:
+            # AMI's report of the call start usually arrives first; the call is still the
+            # controller's when its FastAGI handler took it.
+            await self.store.update(call_id, source=source.value)
+        return created
+
+    async def notice_started(self, call_id: str, prompt: str) -> None:
+        at = await self._event(call_id, "notice_started", prompt=prompt)
+        await self.store.update(call_id, notice_started_at=at)
+
+    async def notice_finished(self, call_id: str) -> None:
+        at = await self._event(call_id, "notice_finished")
+        await self.store.update(call_id, notice_ended_at=at)
+
+    async def routed(self, call_id: str, desk: str, reason: str) -> None:
+        await self._event(call_id, "routed", desk=desk, reason=reason)
+        await self.store.update(call_id, desk=desk)
+
+    async def failsafe(self, call_id: str, reason: str) -> None:
+        await self._event(call_id, "failsafe", reason=reason)
+        await self.store.update(call_id, failsafe=1)
+
+    async def queue_joined(self, call_id: str, desk: str, position: int) -> None:
+        at = await self._event(call_id, "queue_joined", desk=desk, position=position)
+        await self.store.update(call_id, desk=desk)
+        await self.store.update(call_id, only_if_null=True, queue_joined_at=at)
+
+    async def operator_ringing(self, call_id: str, operator: str) -> None:
+        await self._event(call_id, "operator_ringing", operator=operator)
+
+    async def connected(self, call_id: str, operator: str, hold_time: int) -> None:
+        at = await self._event(call_id, "connected", operator=operator, hold_time=hold_time)
+        await self.store.update(call_id, operator=operator, connected_at=at)
+
+    async def conversation_ended(self, call_id: str, operator: str, reason: str) -> None:
+        self._complete_reason[call_id] = reason
+        await self._event(call_id, "conversation_ended", operator=operator, reason=reason)
+
+    async def queue_abandoned(self, call_id: str, hold_time: int) -> None:
+        await self._event(call_id, "queue_abandoned", hold_time=hold_time)
+
+    async def queue_result(self, call_id: str, desk: str, status: str) -> None:
+        self._queue_status[call_id] = status
+        await self._event(call_id, "queue_result", desk=desk, status=status)
+
+    async def hung_up(self, call_id: str, cause: int, cause_text: str) -> CallRecord | None:
+        record = await self.store.get(call_id)
+        if record is None or record.ended_at is not None:
+            return record
+        at = await self._event(call_id, "hung_up", cause=cause, cause_text=cause_text)
+        reason = self._complete_reason.pop(call_id, None)
+        outcome = decide_outcome(
+            connected=record.connected_at is not None,
+            queue_joined=record.queue_joined_at is not None,
+            queue_status=self._queue_status.pop(call_id, None),
+        )
+        await self.store.update(
+            call_id,
+            ended_at=at,
+            hangup_cause=cause,
+            hangup_by=hangup_side(reason) or ("caller" if outcome != "answered" else None),
+            outcome=outcome.value,
+        )
+        ended = await self.store.get(call_id)
+        if ended is not None and self._on_ended is not None:
+            self._on_ended(ended)
+        return ended
+
+    async def recording_finalised(self, call_id: str, duration: float, sha256: str) -> None:
+        await self._event(call_id, "recording_finalised", duration=round(duration, 3),
+                          sha256=sha256)
+        await self.store.update(call_id, recording_duration=duration, recording_sha256=sha256)
+
+    async def recording_missing(self, call_id: str, path: str, problem: str) -> None:
+        await self._event(call_id, "recording_missing", path=path, problem=problem)
+
+    # ---- reading ----
+    async def recent(self, limit: int = 20) -> list[CallRecord]:
+        return await self.store.recent(limit)
+
+    async def get(self, call_id: str) -> CallRecord | None:
+        return await self.store.get(call_id)
+
+    async def events(self, call_id: str) -> list[dict[str, Any]]:
+        return await self.store.events(call_id)
+
+    async def is_known(self, call_id: str) -> bool:
+        return await self.store.exists(call_id)

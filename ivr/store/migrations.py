@@ -1,0 +1,48 @@
+"""Schema migrations, applied in order; PRAGMA user_version says how far a database is.
+
+Never edit a migration that has shipped: add the next one. The SQL stays close to what
+PostgreSQL accepts so a shared store for several nodes remains possible.
+"""
+
+MIGRATIONS: list[str] = [
+    # 1: the call record and its timeline
+    """
+    CREATE TABLE calls (
+        id                 TEXT PRIMARY KEY,
+        node               TEXT NOT NULL,
+        direction          TEXT NOT NULL DEFAULT 'inbound',
+        caller             TEXT,
+        caller_name        TEXT,
+        did                TEXT,
+        started_at         REAL NOT NULL,
+        answered_at        REAL,
+        notice_started_at  REAL,
+        notice_ended_at    REAL,
+        queue_joined_at    REAL,
+        connected_at       REAL,
+        ended_at           REAL,
+        desk               TEXT,
+        operator           TEXT,
+        outcome            TEXT,
+        hangup_cause       INTEGER,
+        hangup_by          TEXT,
+        recording_path     TEXT,
+        recording_duration REAL,
+        recording_sha256   TEXT,
+        failsafe           INTEGER NOT NULL DEFAULT 0,
+        source             TEXT NOT NULL,
+        updated_at         REAL NOT NULL
+    );
+    CREATE INDEX calls_started ON calls (started_at);
+    CREATE INDEX calls_caller ON calls (caller, started_at);
+    CREATE INDEX calls_open ON calls (ended_at) WHERE ended_at IS NULL;
+    CREATE TABLE call_events (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        call_id  TEXT NOT NULL REFERENCES calls (id),
+        at       REAL NOT NULL,
+        kind     TEXT NOT NULL,
+        data     TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX call_events_call ON call_events (call_id, at);
+    """,
+]

@@ -1,0 +1,57 @@
+"""aiohttp app factory. State lives under AppKeys; blocking work never runs on the loop."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ivr.controller import Controller
+
+CONTROLLER = web.AppKey("controller", Controller)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    checks = await request.app[CONTROLLER].health()
+    ok = all(checks.values())
+    body = {"status": "ok" if ok else "degraded", **{k: "up" if v else "down"
+                                                     for k, v in checks.items()}}
+    return web.json_response(body, status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    payload = generate_latest(request.app[REGISTRY])
+    return web.Response(body=payload, headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+class _ControllerCollector(Collector):
+    def __init__(self, controller: Controller):
+        self.c = controller
+
+    def collect(self):  # type: ignore[override]
+        agi = self.c.agi
+        yield GaugeMetricFamily("ivr_agi_sessions_active", "FastAGI sessions in progress",
+                                value=agi.active_sessions)
+        yield CounterMetricFamily("ivr_agi_sessions", "FastAGI sessions handled",
+                                  value=agi.sessions_total)
+        yield CounterMetricFamily("ivr_agi_handler_failures",
+                                  "FastAGI handler errors sent to the fail-safe path",
+                                  value=agi.failures_total)
+        yield GaugeMetricFamily("ivr_ami_connected", "1 when logged in to AMI",
+                                value=int(self.c.ami.connected))
+        yield CounterMetricFamily("ivr_ami_logins", "AMI logins since start",
+                                  value=self.c.ami.logins)
+
+
+def create_app(controller: Controller) -> web.Application:
+    app = web.Application(client_max_size=1024 * 1024)
+    registry = CollectorRegistry()
+    registry.register(_ControllerCollector(controller))
+    Gauge("ivr_up", "The controller process is running", registry=registry).set(1)
+    app[CONTROLLER] = controller
+    app[REGISTRY] = registry
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -1,0 +1,368 @@
+"""A real stack for end-to-end tests: Asterisk 22 + the controller (`ivr run`) + SIPp peers,
+each test module on its own free ports and data folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from tests.e2e.rtp import caller_pcap, tone_pcap
+from tests.e2e.scenarios import caller_scenario
+
+PROJECT = Path(__file__).resolve().parents[2]
+SIPP_DIR = PROJECT / "tests" / "sipp"
+PCAP_DIR = Path("/usr/share/sip-tester")
+IVR = PROJECT / ".venv" / "bin" / "ivr"
+
+
+def free_port(kind: int = socket.SOCK_STREAM, *, also_udp: bool = False) -> int:
+    while True:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if not also_udp:
+            return port
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+
+
+def free_udp_pair_base() -> int:
+    """An even UDP port whose neighbour is free too (RTP + RTCP)."""
+    while True:
+        port = free_port(socket.SOCK_DGRAM)
+        port -= port % 2
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, \
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    workdir: Path
+    started_at: float
+    ended_at: float
+
+    def messages(self) -> list[tuple[float, str]]:
+        return parse_message_trace(self.workdir / "messages.log")
+
+
+_TRACE_HEAD = re.compile(
+    r"^-+ (\d{4}-\d{2}-\d{2}\s+\d{2}:\d{2}:\d{2}(?:\.\d+)?)\s*$"
+)
+
+
+def parse_message_trace(path: Path) -> list[tuple[float, str]]:
+    """SIPp's -trace_msg file: (wall-clock time, first line) per message."""
+    if not path.exists():
+        return []
+    out: list[tuple[float, str]] = []
+    lines = path.read_text(errors="replace").splitlines()
+    for i, line in enumerate(lines):
+        m = _TRACE_HEAD.match(line)
+        if not m:
+            continue
+        stamp = datetime.strptime(m.group(1).replace("  ", " "), "%Y-%m-%d %H:%M:%S.%f")
+        # A direction line ("UDP message received ..."), a blank line, then the start line.
+        direction = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        first = next((x.strip() for x in lines[i + 2:i + 4] if x.strip()), "")
+        out.append((stamp.timestamp(), f"{direction} | {first}"))
+    return out
+
+
+class SippPeer:
+    """A SIPp process in its own folder (pcaps copied in, message trace on)."""
+
+    def __init__(self, workdir: Path, args: list[str]):
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(PCAP_DIR, workdir / "pcap", dirs_exist_ok=True)
+        self.args = args
+        self.proc: subprocess.Popen | None = None
+        self.started_at = 0.0
+
+    def _cmd(self) -> list[str]:
+        return ["sipp", *self.args, "-nostdin", "-trace_msg", "-message_file",
+                str(self.workdir / "messages.log"), "-trace_err", "-error_file",
+                str(self.workdir / "errors.log")]
+
+    def start(self) -> SippPeer:
+        self.started_at = time.time()
+        self.proc = subprocess.Popen(
+            self._cmd(), cwd=self.workdir, stdin=subprocess.DEVNULL,
+            stdout=(self.workdir / "screen.log").open("wb"), stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def wait(self, timeout: float) -> SippResult:
+        assert self.proc is not None
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise AssertionError(
+                f"SIPp did not finish within {timeout:g} s: {self.workdir}") from None
+        return SippResult(code, self.workdir, self.started_at, time.time())
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def messages(self) -> list[tuple[float, str]]:
+        return parse_message_trace(self.workdir / "messages.log")
+
+    def invites_received(self, since: float = 0.0) -> list[float]:
+        """Wall-clock times of the INVITEs this peer received (SIPp's own timestamps)."""
+        return [t for t, what in self.messages()
+                if t >= since and "received" in what and "| INVITE " in what]
+
+
+@dataclass
+class Stack:
+    root: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    operators: dict[str, int] = field(default_factory=dict)
+    asterisk: subprocess.Popen | None = None
+    controller: subprocess.Popen | None = None
+    peers: list[SippPeer] = field(default_factory=list)
+    phones: dict[str, SippPeer] = field(default_factory=dict)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "ivr.toml"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "var"
+
+    def write_config(self, operators: list[str], extra: str = "") -> None:
+        self.ports = {
+            "sip": free_port(socket.SOCK_DGRAM),
+            "ami": free_port(),
+            "agi": free_port(),
+            "web": free_port(),
+        }
+        rtp = free_udp_pair_base()
+        self.operators = {op: free_port(socket.SOCK_DGRAM) for op in operators}
+        ops = "\n".join(
+            f'[[operators]]\nendpoint = "{op}"\nname = "Operator {op}"\n'
+            f'contact = "sip:{op}@127.0.0.1:{port}"\n'
+            for op, port in self.operators.items()
+        )
+        members = ", ".join(f'"{op}"' for op in operators)
+        self.config_path.write_text(
+            f"""
+[server]
+data_dir = "{self.data}"
+node_name = "e2e"
+log_level = "debug"
+
+[asterisk]
+sip_port = {self.ports['sip']}
+ami_port = {self.ports['ami']}
+rtp_start = {max(10000, rtp - rtp % 1000)}
+rtp_end = {max(10000, rtp - rtp % 1000) + 998}
+
+[agi]
+port = {self.ports['agi']}
+
+[web]
+port = {self.ports['web']}
+
+[prompts]
+texts = "{PROJECT / 'prompts' / 'prompts.yaml'}"
+
+[desk]
+default = "support"
+members = [{members}]
+ring_timeout = 10
+max_wait = 60
+{extra}
+{ops}
+"""
+        )
+
+    def setup(self, prompt_cache: Path | None = None) -> None:
+        if prompt_cache is not None and prompt_cache.exists():
+            shutil.copytree(prompt_cache, self.data / "prompts", dirs_exist_ok=True)
+        run = subprocess.run([str(IVR), "setup", "-c", str(self.config_path)],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, f"ivr setup failed:\n{run.stdout}\n{run.stderr}"
+
+    @property
+    def asterisk_conf(self) -> Path:
+        return self.data / "asterisk" / "etc" / "asterisk.conf"
+
+    def start_asterisk(self) -> None:
+        ctl = self.data / "asterisk" / "run" / "asterisk.ctl"
+        if ctl.exists():
+            ctl.unlink()
+        log = (self.root / "asterisk.out").open("ab")
+        self.asterisk = subprocess.Popen(
+            [str(PROJECT / "deploy" / "asterisk.sh"), "run", str(self.asterisk_conf),
+             str(self.data)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(lambda: ctl.exists() or self.asterisk.poll() is not None, 60,
+                   what="Asterisk control socket")
+        assert self.asterisk.poll() is None, (self.root / "asterisk.out").read_text()
+        wait_until(lambda: "fully booted" in self.cli("core waitfullybooted"), 60,
+                   what="Asterisk fully booted")
+
+    def stop_asterisk(self) -> None:
+        if self.asterisk is not None and self.asterisk.poll() is None:
+            os.killpg(self.asterisk.pid, signal.SIGTERM)
+            try:
+                self.asterisk.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.asterisk.pid, signal.SIGKILL)
+                self.asterisk.wait()
+
+    def cli(self, command: str) -> str:
+        run = subprocess.run(
+            [str(PROJECT / "deploy" / "asterisk.sh"), "rx", str(self.asterisk_conf),
+             str(self.data), command],
+            capture_output=True, text=True, timeout=30,
+        )
+        return run.stdout + run.stderr
+
+    def start_controller(self) -> None:
+        log = (self.root / "controller.log").open("ab")
+        self.controller = subprocess.Popen(
+            [str(IVR), "run", "-c", str(self.config_path)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )
+        wait_until(lambda: self.health().get("status") == "ok"
+                   or self.controller.poll() is not None, 60, what="controller healthy")
+        assert self.controller.poll() is None, self.controller_log()
+
+    def stop_controller(self) -> None:
+        if self.controller is not None and self.controller.poll() is None:
+            self.controller.send_signal(signal.SIGTERM)
+            try:
+                self.controller.wait(20)
+            except subprocess.TimeoutExpired:
+                self.controller.kill()
+                self.controller.wait()
+
+    def controller_log(self) -> str:
+        path = self.root / "controller.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def health(self) -> dict:
+        url = f"http://127.0.0.1:{self.ports['web']}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return json.loads(err.read() or b"{}")
+        except OSError:
+            return {}
+
+    def calls(self, with_events: bool = True) -> list[dict]:
+        args = [str(IVR), "calls", "--json", "-c", str(self.config_path), "--limit", "100"]
+        if with_events:
+            args.append("--events")
+        run = subprocess.run(args, capture_output=True, text=True, timeout=30)
+        assert run.returncode == 0, run.stderr
+        return json.loads(run.stdout)["calls"]
+
+    def call_record(self, predicate, timeout: float = 30, what: str = "call record"):
+        def find():
+            for call in self.calls():
+                if predicate(call):
+                    return call
+            return None
+
+        return wait_until(find, timeout, interval=0.5, what=what)
+
+    def operator(self, endpoint: str, scenario: str = "operator.xml") -> SippPeer:
+        """The operator's phone (one SIPp per endpoint, answering every call it gets)."""
+        running = self.phones.get(endpoint)
+        if running is not None and running.proc is not None and running.proc.poll() is None:
+            return running
+        port = self.operators[endpoint]
+        workdir = self.root / f"sipp-{endpoint}-{len(self.peers)}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(PCAP_DIR, workdir / "pcap", dirs_exist_ok=True)
+        tone_pcap(workdir / "pcap" / "operator.pcap", 60.0)
+        peer = SippPeer(
+            workdir,
+            ["-sf", str(SIPP_DIR / scenario), "-i", "127.0.0.1", "-p", str(port),
+             "-mi", "127.0.0.1", "-mp", str(free_udp_pair_base()), "-t", "u1"],
+        ).start()
+        self.peers.append(peer)
+        self.phones[endpoint] = peer
+        time.sleep(0.3)
+        assert peer.proc.poll() is None, (workdir / "screen.log").read_text()[-1000:]
+        return peer
+
+    def caller(
+        self,
+        number: str,
+        did: str,
+        *,
+        hangup_after: float | None = None,
+        keys: list[tuple[float, str]] | None = None,
+    ) -> SippPeer:
+        """A customer call; hangup_after=None waits for Asterisk to hang up."""
+        workdir = self.root / f"sipp-caller-{len(self.peers)}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        csv = workdir / "callers.csv"
+        csv.write_text(f"SEQUENTIAL\n{number};\n")
+        # RTP for the whole call: up to the hang-up, or long enough for Asterisk to end it.
+        caller_pcap(workdir / "caller.pcap", hangup_after or 240.0, keys)
+        scenario = workdir / "caller.xml"
+        scenario.write_text(caller_scenario(pcap="caller.pcap", hangup_after=hangup_after))
+        peer = SippPeer(
+            workdir,
+            [f"127.0.0.1:{self.ports['sip']}", "-sf", str(scenario), "-s", did,
+             "-inf", str(csv), "-m", "1", "-l", "1",
+             "-i", "127.0.0.1", "-p", str(free_port(socket.SOCK_DGRAM)),
+             "-mi", "127.0.0.1", "-mp", str(free_udp_pair_base()), "-t", "u1",
+             "-timeout", "180s", "-timeout_error"],
+        ).start()
+        self.peers.append(peer)
+        return peer
+
+    def close(self) -> None:
+        for peer in self.peers:
+            peer.stop()
+        self.stop_controller()
+        self.stop_asterisk()
