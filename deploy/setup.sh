@@ -30,8 +30,11 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 extras=""
-[ $WITH_TEST = 1 ] && extras="[test]"
-stamp=".venv/.installed$( [ $WITH_TEST = 1 ] && echo -test)"
+stamp=.venv/.installed
+if [ $WITH_TEST = 1 ]; then
+    extras="[test]"
+    stamp=.venv/.installed-test
+fi
 want=$(cat pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     say "installing Python packages (pinned in pyproject.toml)"

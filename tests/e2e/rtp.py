@@ -139,3 +139,24 @@ def tone_pcap(path: Path, seconds: float, freq: float = 1000.0, level: float = 0
         body += _record(k * 0.02, frame)
     path.write_bytes(bytes(body))
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m tests.e2e.rtp caller OUT SECONDS [AT:KEY ...] | tone OUT SECONDS"""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 3 or args[0] not in ("caller", "tone"):
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    kind, out, seconds = args[0], Path(args[1]), float(args[2])
+    if kind == "tone":
+        tone_pcap(out, seconds)
+    else:
+        keys = [(float(a), k) for a, _, k in (x.partition(":") for x in args[3:])]
+        caller_pcap(out, seconds, keys)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

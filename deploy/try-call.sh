@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Place one test call against a running server (make run): a SIPp operator phone answers as
+# op1001 (the example config's fixed contact 127.0.0.1:5071), a SIPp caller calls the trunk,
+# speaks for SECONDS and hangs up. Then the call record is printed.
+#   deploy/try-call.sh [CALLER] [DID] [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PROJECT=$(pwd)
+CALLER=${1:-0312345678}; DID=${2:-0501234567}; SECONDS_=${3:-20}
+SIP_PORT=$(.venv/bin/python -c "from ivr.config import load_config; print(load_config('ivr.toml').asterisk.sip_port)")
+work=$(mktemp -d /tmp/ivr-try.XXXXXX)
+mkdir -p "$work/pcap"
+cp /usr/share/sip-tester/*.pcap "$work/pcap/"
+.venv/bin/python -m tests.e2e.rtp tone "$work/pcap/operator.pcap" 120
+.venv/bin/python -m tests.e2e.rtp caller "$work/caller.pcap" "$SECONDS_"
+.venv/bin/python - "$work" "$SECONDS_" <<'PY'
+import sys
+from pathlib import Path
+from tests.e2e.scenarios import caller_scenario
+Path(sys.argv[1], "caller.xml").write_text(
+    caller_scenario(pcap="caller.pcap", hangup_after=float(sys.argv[2])))
+PY
+printf 'SEQUENTIAL\n%s;\n' "$CALLER" > "$work/caller.csv"
+cd "$work"
+sipp -sf "$PROJECT/tests/sipp/operator.xml" -i 127.0.0.1 -p 5071 -mi 127.0.0.1 -mp 6000 \
+    -m 1 -nostdin -trace_msg -message_file operator-messages.log >operator.log 2>&1 &
+op=$!
+sleep 0.5
+echo "calling $DID from $CALLER for ${SECONDS_}s (SIPp files in $work)"
+sipp "127.0.0.1:$SIP_PORT" -sf caller.xml -s "$DID" -inf caller.csv -m 1 -i 127.0.0.1 \
+    -mi 127.0.0.1 -mp 6100 -nostdin -timeout 120s -timeout_error >caller.log 2>&1 \
+    && echo "caller: call completed" || echo "caller: call FAILED (see $work/caller.log)"
+kill "$op" 2>/dev/null || true
+cd - >/dev/null
+sleep 2
+.venv/bin/ivr calls --limit 1
