@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 import click
 
@@ -42,16 +43,18 @@ def main() -> None:
 @main.command()
 @config_option
 def check(config_path: str) -> None:
-    """Validate the configuration and the prompt texts; exit 2 with the problems if bad."""
-    from ivr.audio.prompts import load_prompt_texts
+    """Validate ivr.toml, the prompt texts and the journey (dialplan/); exit 2 if bad."""
+    from ivr.setup import load_current_journey
 
     config = _load(config_path)
     try:
-        load_prompt_texts(config.path(config.prompts.texts))
+        journey = load_current_journey(config)
     except ValueError as exc:
         click.echo(f"configuration error:\n{exc}", err=True)
         sys.exit(2)
-    click.echo(f"{config_path}: ok")
+    click.echo(f"{config_path}: ok; journey: {len(journey.entries)} entries, "
+               f"{len(journey.menus)} menus, {len(journey.desks)} desks "
+               f"({', '.join(journey.sources)})")
 
 
 @main.command()
@@ -109,23 +112,33 @@ async def _serve(config: Config, prepared, with_asterisk: bool) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task] = set()
+
+    def reload() -> None:
+        task = loop.create_task(controller.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
 
     asterisk = AsteriskProcess(prepared.asterisk, config.data_dir) if with_asterisk else None
     if asterisk is not None:
         await asterisk.start()
-    controller = Controller(config, prepared.secrets)
+    controller = Controller(config, prepared.secrets, prepared.journey)
     runner: web.AppRunner | None = None
     try:
         await controller.start()
         runner = web.AppRunner(create_app(controller), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, config.web.bind, config.web.port).start()
+        config.pid_path.write_text(f"{os.getpid()}\n")
         log.info("event=ready pid=%d agi=%s:%d web=http://%s:%d sip=%s:%d",
                  os.getpid(), config.agi.bind, controller.agi.port, config.web.bind,
                  config.web.port, config.asterisk.sip_bind, config.asterisk.sip_port)
         await stop.wait()
         log.info("event=stopping")
     finally:
+        config.pid_path.unlink(missing_ok=True)
         if runner is not None:
             await runner.cleanup()
         await controller.stop()
@@ -171,6 +184,204 @@ async def _recent(config: Config, limit: int, with_events: bool) -> list[dict]:
                 item["events"] = await service.events(record.id)
             out.append(item)
         return out
+
+
+@main.command()
+@config_option
+@click.option("--wait", default=15.0, show_default=True, help="Seconds to wait for the result.")
+def reload(config_path: str, wait: float) -> None:
+    """Apply changed dialplan/ files to the running server, for the next calls.
+
+    The files are checked here first; a bad journey is refused and the one in service stays.
+    Calls in progress are not touched.
+    """
+    import time
+
+    from ivr.setup import load_current_journey
+
+    config = _load(config_path)
+    try:
+        load_current_journey(config)
+    except ValueError as exc:
+        click.echo(f"reload refused, the running journey stays:\n{exc}", err=True)
+        sys.exit(2)
+    try:
+        pid = int(config.pid_path.read_text().strip())
+        sent = time.time()
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError):
+        click.echo(f"no running server (no pid in {config.pid_path})", err=True)
+        sys.exit(1)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            state = json.loads(config.journey_state_path.read_text())
+        except (OSError, ValueError):
+            state = {}
+        if state.get("requested_at", 0) >= sent:
+            if state.get("ok"):
+                click.echo(f"reloaded: journey version {state.get('version')}")
+                return
+            click.echo("reload refused by the server:\n" + "\n".join(state.get("errors", [])),
+                       err=True)
+            sys.exit(2)
+        time.sleep(0.1)
+    click.echo("the server did not confirm the reload in time", err=True)
+    sys.exit(1)
+
+
+@main.group()
+def operators() -> None:
+    """Operators at desks: login, logout, pause, unpause, list (through AMI)."""
+
+
+def _operator_call(config_path: str, work) -> None:
+    from ivr.ami.client import AmiClient, AmiError
+    from ivr.operators import OperatorError, OperatorService
+    from ivr.secrets import load_or_create
+    from ivr.service import CallService
+    from ivr.setup import load_current_journey
+    from ivr.store import CallStore, Database
+
+    config = _load(config_path)
+    try:
+        journey = load_current_journey(config)
+    except ValueError as exc:
+        click.echo(f"configuration error:\n{exc}", err=True)
+        sys.exit(2)
+    secrets = load_or_create(config.secrets_path, [o.endpoint for o in config.operators])
+
+    async def run() -> None:
+        async def ignore(_event) -> None:
+            return None
+
+        ami = AmiClient(host="127.0.0.1", port=config.asterisk.ami_port,
+                        username=config.asterisk.ami_user, secret=secrets.ami_secret,
+                        on_event=ignore)
+        await ami.start()
+        try:
+            await ami.wait_connected()
+            async with Database(config.database_path) as db:
+                calls = CallService(CallStore(db), node=config.server.node_name)
+                service = OperatorService(ami.action, calls, journey,
+                                          [o.endpoint for o in config.operators])
+                await work(service)
+        finally:
+            await ami.stop()
+
+    try:
+        asyncio.run(run())
+    except (OperatorError, AmiError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+@operators.command("login")
+@config_option
+@click.argument("operator")
+@click.option("--desk", "desks", multiple=True, help="Only these desks (default: all of the "
+              "operator's desks).")
+def operators_login(config_path: str, operator: str, desks: tuple[str, ...]) -> None:
+    """Log OPERATOR in to their desks: their phone rings for those desks' callers."""
+    async def work(service) -> None:
+        done = await service.login(operator, list(desks) or None)
+        click.echo(f"{operator} logged in to {', '.join(done)}")
+
+    _operator_call(config_path, work)
+
+
+@operators.command("logout")
+@config_option
+@click.argument("operator")
+@click.option("--desk", "desks", multiple=True, help="Only these desks (default: all).")
+def operators_logout(config_path: str, operator: str, desks: tuple[str, ...]) -> None:
+    """Log OPERATOR out of their desks."""
+    async def work(service) -> None:
+        done = await service.logout(operator, list(desks) or None)
+        click.echo(f"{operator} logged out of {', '.join(done)}")
+
+    _operator_call(config_path, work)
+
+
+@operators.command("pause")
+@config_option
+@click.argument("operator")
+@click.option("--reason", default="", help="Shown to supervisors (break, training, ...).")
+def operators_pause(config_path: str, operator: str, reason: str) -> None:
+    """Pause OPERATOR on every desk (stays logged in, phone does not ring)."""
+    async def work(service) -> None:
+        await service.pause(operator, True, reason)
+        click.echo(f"{operator} paused")
+
+    _operator_call(config_path, work)
+
+
+@operators.command("unpause")
+@config_option
+@click.argument("operator")
+def operators_unpause(config_path: str, operator: str) -> None:
+    """Unpause OPERATOR."""
+    async def work(service) -> None:
+        await service.pause(operator, False)
+        click.echo(f"{operator} unpaused")
+
+    _operator_call(config_path, work)
+
+
+@operators.command("list")
+@config_option
+@click.option("--json", "as_json", is_flag=True)
+def operators_list(config_path: str, as_json: bool) -> None:
+    """Who is logged in to which desk, their phone's state and whether paused."""
+    from dataclasses import asdict
+
+    async def work(service) -> None:
+        members = await service.members()
+        if as_json:
+            click.echo(json.dumps({"members": [asdict(m) for m in members]}, indent=2))
+            return
+        if not members:
+            click.echo("nobody is logged in")
+        for m in members:
+            paused = f"paused ({m.pause_reason})" if m.paused else ""
+            click.echo(f"{m.desk:<12} {m.operator:<10} {m.status:<12} calls={m.calls_taken} "
+                       f"{paused}")
+
+    _operator_call(config_path, work)
+
+
+@main.group()
+def prompts() -> None:
+    """Prompts: replace one with your own recording."""
+
+
+@prompts.command("import")
+@config_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="The prompt to replace, e.g. notice.")
+@click.option("--lang", type=click.Choice(["ja", "en"]), required=True)
+def prompts_import(config_path: str, file: Path, name: str, lang: str) -> None:
+    """Replace prompt NAME in language LANG with FILE (a WAV of any common rate and width).
+
+    The recording is converted to 8 kHz 16-bit mono and kept in <data_dir>/prompt-recordings;
+    it takes precedence over the rendered text from the next call on. Refused, with the
+    reason, if it is not audio, too long or silent.
+    """
+    from ivr.audio.prompts import load_prompt_texts
+    from ivr.audio.wav import AudioError
+    from ivr.prompt_store import import_recording
+
+    config = _load(config_path)
+    texts = load_prompt_texts(config.path(config.prompts.texts))
+    if name not in texts:
+        click.echo(f"error: no prompt named {name!r} in {config.prompts.texts}", err=True)
+        sys.exit(2)
+    try:
+        result = import_recording(config, file, name, lang)
+    except AudioError as exc:
+        click.echo(f"refused: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"imported {file} as {lang}/{name}: {result}")
 
 
 @main.command("asterisk")

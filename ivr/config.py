@@ -138,15 +138,14 @@ class PromptConfig(_Section):
 
 
 class DeskConfig(_Section):
-    """The desk callers are queued to when nothing else decides (and in fail-safe)."""
+    """The desk callers reach when nothing else decides: no journey entry for the number,
+    and the fail-safe path when the controller is down. Must be a desk of the journey."""
 
     default: str = Field(default="support", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
-    strategy: Literal["ringall", "leastrecent", "fewestcalls", "rrmemory", "linear", "random"] = (
-        "rrmemory"
-    )
-    members: list[str] = Field(default_factory=list)
-    ring_timeout: int = Field(default=15, ge=3, le=120)
-    max_wait: int = Field(default=600, ge=10, le=7200)
+
+
+class JourneyConfig(_Section):
+    dir: Path = Path("dialplan")
 
 
 class Config(_Section):
@@ -158,6 +157,7 @@ class Config(_Section):
     recording: RecordingConfig = RecordingConfig()
     prompts: PromptConfig = PromptConfig()
     desk: DeskConfig = DeskConfig()
+    journey: JourneyConfig = JourneyConfig()
     operators: list[OperatorConfig] = Field(default_factory=list)
 
     # Set by load_config: where relative paths are resolved from.
@@ -168,9 +168,6 @@ class Config(_Section):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"operator endpoint defined twice: {', '.join(dupes)}")
-        unknown = [m for m in self.desk.members if m not in names]
-        if unknown:
-            raise ValueError(f"desk.members names unknown operators: {', '.join(unknown)}")
         ports = {
             "asterisk.sip_port": self.asterisk.sip_port,
             "asterisk.ami_port": self.asterisk.ami_port,
@@ -185,6 +182,10 @@ class Config(_Section):
 
     def path(self, value: Path) -> Path:
         return value if value.is_absolute() else (self.base_dir / value).resolve()
+
+    @property
+    def journey_dir(self) -> Path:
+        return self.path(self.journey.dir)
 
     @property
     def data_dir(self) -> Path:
@@ -209,6 +210,14 @@ class Config(_Section):
     @property
     def secrets_path(self) -> Path:
         return self.data_dir / "secrets.toml"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.data_dir / "ivr.pid"
+
+    @property
+    def journey_state_path(self) -> Path:
+        return self.data_dir / "journey.json"
 
 
 def _key_line(text: str, loc: tuple[str | int, ...]) -> int | None:
@@ -284,6 +293,10 @@ def _check_files(config: Config, text: str) -> list[str]:
     except ValueError as exc:
         return [f"{where}prompts.texts: {exc}"]
     problems = []
+    if not config.journey_dir.is_dir():
+        line = _key_line(text, ("journey", "dir"))
+        where_j = f"line {line}: " if line else ""
+        problems.append(f"{where_j}journey.dir: folder {config.journey_dir} does not exist")
     for key in ("notice", "failsafe"):
         name = getattr(config.prompts, key)
         missing = [lang for lang in ("ja", "en") if lang not in prompts.get(name, {})]

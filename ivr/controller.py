@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 from dataclasses import dataclass, field
 
 from ivr.agi.context import HandlerContext, Prompts
 from ivr.agi.server import AgiServer
 from ivr.ami.client import AmiClient, AmiError
 from ivr.ami.tracker import CallTracker
-from ivr.asterisk.render import AsteriskPaths
+from ivr.asterisk.render import AsteriskPaths, render_asterisk_config
 from ivr.cdr_import import import_missed_calls
 from ivr.config import Config
+from ivr.journey import Journey, JourneyError
 from ivr.model import CallRecord
+from ivr.operators import OperatorService
 from ivr.recording import RecordingFinaliser
 from ivr.secrets import Secrets
 from ivr.service import CallService
+from ivr.setup import journey_version, load_current_journey
 from ivr.store import CallStore, Database
 
 log = logging.getLogger("ivr.controller")
@@ -26,6 +31,7 @@ log = logging.getLogger("ivr.controller")
 class Controller:
     config: Config
     secrets: Secrets
+    journey: Journey
     db: Database = field(init=False)
     calls: CallService = field(init=False)
     finaliser: RecordingFinaliser = field(init=False)
@@ -49,6 +55,7 @@ class Controller:
             prompts=Prompts(self.config.prompts_dir, self.config.prompts.language),
             notice=self.config.prompts.notice,
             default_desk=self.config.desk.default,
+            journey=lambda: self.journey,
         )
         self.agi = AgiServer(
             ctx,
@@ -70,6 +77,41 @@ class Controller:
             self.finaliser.schedule(record.id, record.recording_path)
         await self.agi.start()
         await self.ami.start()
+        self._write_state(time.time(), ok=True, errors=[])
+
+    def operators(self) -> OperatorService:
+        return OperatorService(self.ami.action, self.calls, self.journey,
+                               [o.endpoint for o in self.config.operators])
+
+    async def reload(self) -> bool:
+        """Load dialplan/ again; a bad journey is reported and the one in service stays."""
+        started = time.time()
+        try:
+            journey = await asyncio.to_thread(load_current_journey, self.config)
+        except (JourneyError, ValueError) as exc:
+            log.error("event=reload_refused problems=%r", str(exc))
+            self._write_state(started, ok=False, errors=str(exc).splitlines())
+            return False
+        render_asterisk_config(self.config, self.secrets, journey)
+        self.journey = journey
+        try:
+            await self.ami.action({"Action": "QueueReload", "Members": "no", "Rules": "yes",
+                                   "Parameters": "yes"}, as_list=False)
+        except AmiError as exc:
+            log.warning("event=queue_reload_failed error=%s", exc)
+        self._write_state(started, ok=True, errors=[])
+        log.info("event=journey_reloaded version=%s desks=%d menus=%d entries=%d",
+                 journey_version(journey), len(journey.desks), len(journey.menus),
+                 len(journey.entries))
+        return True
+
+    def _write_state(self, at: float, *, ok: bool, errors: list[str]) -> None:
+        state = {"requested_at": at, "ok": ok, "errors": errors,
+                 "version": journey_version(self.journey),
+                 "sources": list(self.journey.sources)}
+        tmp = self.config.journey_state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.config.journey_state_path)
 
     def _call_ended(self, record: CallRecord) -> None:
         self.finaliser.schedule(record.id, record.recording_path)
@@ -96,7 +138,8 @@ class Controller:
                     self.finaliser.schedule(record.id, record.recording_path)
 
     async def live_channel_ids(self) -> set[str]:
-        response = await self.ami.action({"Action": "CoreShowChannels"}, timeout=10)
+        response = await self.ami.action({"Action": "CoreShowChannels"}, timeout=10,
+                                         as_list=True)
         messages = response if isinstance(response, list) else [response]
         return {m.get("Uniqueid") for m in messages if m.get("Uniqueid")}
 

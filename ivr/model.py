@@ -12,8 +12,20 @@ class Outcome(StrEnum):
     ANSWERED = "answered"
     ABANDONED_IN_MENU = "abandoned_in_menu"
     ABANDONED_IN_QUEUE = "abandoned_in_queue"
-    QUEUE_TIMEOUT = "queue_timeout"
+    CLOSED_HOURS = "closed_hours"
+    OVERFLOWED = "overflowed"
+    MESSAGE = "message"
     FAILED = "failed"
+
+
+class Disposition(StrEnum):
+    """How the controller ended the IVR part of a call (before any operator)."""
+
+    QUEUED = "queued"
+    CLOSED = "closed"
+    MESSAGE = "message"
+    OVERFLOW = "overflow"
+    HANGUP = "hangup"
 
 
 class Source(StrEnum):
@@ -61,10 +73,16 @@ class CallRecord:
     failsafe: bool
     source: str
     updated_at: float
+    entry: str | None = None
+    language: str | None = None
+    menu_path: str | None = None
+    disposition: str | None = None
+    overflow_from: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> CallRecord:
-        values = {f.name: row[f.name] for f in fields(cls)}
+        keys = row.keys()
+        values = {f.name: row[f.name] for f in fields(cls) if f.name in keys}
         values["failsafe"] = bool(values["failsafe"])
         return cls(**values)
 

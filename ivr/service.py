@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ivr.model import CallRecord, Source
+from ivr.model import CallRecord, Disposition, Source
 from ivr.policy.outcome import decide_outcome, hangup_side
 from ivr.store.calls import CallStore
 
@@ -34,6 +34,7 @@ class CallService:
         # Facts kept only until hang-up decides the outcome.
         self._queue_status: dict[str, str] = {}
         self._complete_reason: dict[str, str] = {}
+        self._menu_path: dict[str, list[str]] = {}
 
     async def _event(self, call_id: str, kind: str, at: float | None = None, **data: Any) -> float:
         at = self.clock() if at is None else at
@@ -92,6 +93,50 @@ class CallService:
         await self._event(call_id, "failsafe", reason=reason)
         await self.store.update(call_id, failsafe=1)
 
+    # ---- the caller journey ----
+    async def entry_chosen(self, call_id: str, entry: str, language: str) -> None:
+        await self._event(call_id, "entry", entry=entry, language=language)
+        await self.store.update(call_id, entry=entry, language=language)
+
+    async def language_set(self, call_id: str, language: str) -> None:
+        await self._event(call_id, "language", language=language)
+        await self.store.update(call_id, language=language)
+
+    async def prompt_played(self, call_id: str, prompt: str, purpose: str) -> None:
+        await self._event(call_id, "prompt", prompt=prompt, purpose=purpose)
+
+    async def schedule_closed(self, call_id: str, schedule: str) -> None:
+        await self._event(call_id, "closed_hours", schedule=schedule)
+
+    async def menu_entered(self, call_id: str, menu: str) -> None:
+        await self._event(call_id, "menu", menu=menu)
+
+    async def menu_input(
+        self, call_id: str, menu: str, key: str | None, result: str, route: str | None = None
+    ) -> None:
+        """One answer to a menu: result is 'chosen', 'invalid' or 'no_input'."""
+        await self._event(call_id, f"menu_{result}", menu=menu, key=key, route=route)
+        step = f"{menu}:{key if key is not None else '-'}"
+        path = self._menu_path.setdefault(call_id, [])
+        path.append(step)
+        await self.store.update(call_id, menu_path=" ".join(path))
+
+    async def disposed(self, call_id: str, disposition: Disposition, detail: str = "") -> None:
+        await self._event(call_id, "disposition", disposition=disposition.value, detail=detail)
+        await self.store.update(call_id, disposition=disposition.value)
+
+    async def overflowed(self, call_id: str, desk: str, status: str, route: str) -> None:
+        await self._event(call_id, "overflow", desk=desk, status=status, route=route)
+        await self.store.update(call_id, only_if_null=True, overflow_from=desk)
+
+    async def operator_action(
+        self, operator: str, desk: str | None, action: str, detail: str = "", by_whom: str = ""
+    ) -> None:
+        at = self.clock()
+        await self.store.add_operator_event(at, operator, desk, action, detail, by_whom)
+        log.info("event=operator_%s operator=%s desk=%s detail=%s by=%s",
+                 action, operator, desk or "-", detail or "-", by_whom or "-")
+
     async def queue_joined(self, call_id: str, desk: str, position: int) -> None:
         at = await self._event(call_id, "queue_joined", desk=desk, position=position)
         await self.store.update(call_id, desk=desk)
@@ -125,7 +170,9 @@ class CallService:
             connected=record.connected_at is not None,
             queue_joined=record.queue_joined_at is not None,
             queue_status=self._queue_status.pop(call_id, None),
+            disposition=record.disposition,
         )
+        self._menu_path.pop(call_id, None)
         await self.store.update(
             call_id,
             ended_at=at,

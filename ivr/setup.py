@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 
 from ivr.asterisk.render import AsteriskPaths, render_asterisk_config
 from ivr.audio.prompts import load_prompt_texts, render_prompts
 from ivr.config import Config
+from ivr.journey import Journey, JourneyError, journey_files, load_journey
+from ivr.prompt_store import apply_recordings
 from ivr.secrets import Secrets, load_or_create
 
 log = logging.getLogger("ivr.setup")
@@ -17,14 +20,42 @@ log = logging.getLogger("ivr.setup")
 class Prepared:
     secrets: Secrets
     asterisk: AsteriskPaths
+    journey: Journey
     prompts_rendered: int
+
+
+def load_current_journey(config: Config) -> Journey:
+    """The journey in dialplan/, checked against ivr.toml's operators, desk and prompts."""
+    texts = load_prompt_texts(config.path(config.prompts.texts))
+    journey = load_journey(
+        journey_files(config.journey_dir),
+        operators=[o.endpoint for o in config.operators],
+        prompts=texts,
+    )
+    if config.desk.default not in journey.desks:
+        raise JourneyError([f"desk.default: the fail-safe desk {config.desk.default!r} is not a "
+                            f"desk of the journey in {config.journey_dir}"])
+    return journey
+
+
+def journey_version(journey: Journey) -> str:
+    digest = hashlib.sha256()
+    for source in journey.sources:
+        with open(source, "rb") as fh:
+            digest.update(fh.read())
+    return digest.hexdigest()[:16]
 
 
 def prepare(config: Config) -> Prepared:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     secrets = load_or_create(config.secrets_path, [o.endpoint for o in config.operators])
+    journey = load_current_journey(config)
     texts = load_prompt_texts(config.path(config.prompts.texts))
     rendered = render_prompts(texts, config.prompts_dir, voices=dict(config.prompts.voices))
-    paths = render_asterisk_config(config, secrets)
-    log.info("event=setup_done data_dir=%s prompts=%d", config.data_dir, len(rendered))
-    return Prepared(secrets=secrets, asterisk=paths, prompts_rendered=len(rendered))
+    apply_recordings(config)
+    paths = render_asterisk_config(config, secrets, journey)
+    log.info("event=setup_done data_dir=%s prompts=%d desks=%d menus=%d entries=%d",
+             config.data_dir, len(rendered), len(journey.desks), len(journey.menus),
+             len(journey.entries))
+    return Prepared(secrets=secrets, asterisk=paths, journey=journey,
+                    prompts_rendered=len(rendered))

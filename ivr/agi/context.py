@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ivr.journey import Journey
 from ivr.service import CallService
 
 
@@ -25,3 +27,5 @@ class HandlerContext:
     prompts: Prompts
     notice: str
     default_desk: str
+    # The journey in service now; a reload swaps it, calls in progress keep theirs.
+    journey: Callable[[], Journey | None] = lambda: None

@@ -1,38 +1,170 @@
 """AGI(agi://.../inbound): a customer call has been answered and is being recorded.
 
-The notice plays in full (no key can skip it) before the call is routed to a desk; the
-dialplan then queues the caller, so no operator's phone rings before the notice ends.
+The journey: entry point by dialled number, business hours, greeting, the recording notice
+(always in full, no key skips it), then menus until a desk, a message or hang-up. The dialplan
+queues the caller afterwards, so no operator's phone rings before the notice has ended.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from ivr.agi import variables as var
 from ivr.agi.context import HandlerContext
 from ivr.agi.protocol import AgiChannel
-from ivr.model import Source
+from ivr.journey import MAX_MENU_STEPS, Journey, Menu, Route
+from ivr.model import Disposition, Source
 from ivr.policy.callerid import normalise_number
+from ivr.policy.menu import answer
+from ivr.policy.schedule import is_open
+
+ALL_KEYS = "0123456789*#"
+
+
+class InboundCall:
+    def __init__(self, agi: AgiChannel, ctx: HandlerContext, journey: Journey | None):
+        self.agi = agi
+        self.ctx = ctx
+        self.calls = ctx.calls
+        self.journey = journey
+        self.call_id = agi.unique_id
+        self.language = ctx.prompts.language
+        self.notice_played = False
+        self.entry_notice = ctx.notice
+
+    # ---- media ----
+    async def play(self, prompt: str, purpose: str, *, interruptible: bool = False) -> str | None:
+        await self.calls.prompt_played(self.call_id, prompt, purpose)
+        keys = ALL_KEYS if interruptible else ""
+        return await self.agi.stream_file(self.ctx.prompts.path(prompt, self.language), keys)
+
+    async def set_language(self, language: str) -> None:
+        if language == self.language:
+            return
+        self.language = language
+        # Asterisk picks prompts/<lang>/<name> for queue announcements from this.
+        await self.agi.set_variable("CHANNEL(language)", language)
+        await self.agi.set_variable(var.LANGUAGE, language)
+        await self.calls.language_set(self.call_id, language)
+
+    async def ensure_notice(self, notice: str | None = None) -> None:
+        """The recording notice, in full, before anything that can ring an operator."""
+        notice = notice or self.entry_notice
+        if self.notice_played and notice == self.entry_notice:
+            return
+        await self.calls.notice_started(self.call_id, notice)
+        await self.agi.stream_file(self.ctx.prompts.path(notice, self.language), "")
+        # Tell the dialplan first: should we die now, the fail-safe path must not replay it.
+        await self.agi.set_variable(var.NOTICE_DONE, "1")
+        await self.calls.notice_finished(self.call_id)
+        self.notice_played = True
+        self.entry_notice = notice
+
+    # ---- the journey ----
+    async def run(self) -> None:
+        if self.journey is None:
+            await self.ensure_notice()
+            await self.to_desk(self.ctx.default_desk, reason="no journey loaded")
+            return
+        did = await self.agi.get_variable(var.DID) or self.agi.headers.get("agi_dnid")
+        found = self.journey.entry_for(did)
+        if found is None:
+            await self.ensure_notice()
+            await self.to_desk(self.ctx.default_desk, reason=f"no entry for {did}")
+            return
+        name, entry = found
+        await self.calls.entry_chosen(self.call_id, name, entry.language)
+        await self.set_language(entry.language)
+        self.entry_notice = entry.notice
+        closed = bool(entry.schedule) and not is_open(
+            self.journey.schedules[entry.schedule], datetime.now(UTC)
+        )
+        if closed:
+            await self.calls.schedule_closed(self.call_id, entry.schedule or "")
+        else:
+            if entry.greeting:
+                await self.play(entry.greeting, "greeting")
+            await self.ensure_notice()
+        await self.follow(entry.closed if closed else entry.start, closed=closed)
+
+    async def follow(self, route: Route, *, closed: bool = False) -> None:
+        assert self.journey is not None
+        current_menu: str | None = None
+        for _ in range(MAX_MENU_STEPS):
+            if route.language:
+                await self.set_language(route.language)
+            if route.menu is not None:
+                current_menu = route.menu
+                route = await self.run_menu(route.menu, self.journey.menus[route.menu])
+                continue
+            if route.repeat and current_menu is not None:
+                route = Route(menu=current_menu)
+                continue
+            if route.desk is not None:
+                await self.to_desk(route.desk, reason=f"route {route.describe()}")
+                return
+            if route.message is not None:
+                await self.play(route.message, "message")
+                disposition = Disposition.CLOSED if closed else Disposition.MESSAGE
+                await self.calls.disposed(self.call_id, disposition, route.message)
+                await self.hang_up()
+                return
+            await self.calls.disposed(self.call_id, Disposition.CLOSED if closed
+                                      else Disposition.HANGUP)
+            await self.hang_up()
+            return
+        # A caller who keeps choosing 'repeat' still reaches someone.
+        await self.to_desk(self.ctx.default_desk, reason="menu step limit")
+
+    async def run_menu(self, name: str, menu: Menu) -> Route:
+        await self.calls.menu_entered(self.call_id, name)
+        failures = 0
+        while True:
+            key = await self.play(menu.prompt, f"menu {name}", interruptible=True)
+            if key is None:
+                digit = await self.agi.command(f"WAIT FOR DIGIT {int(menu.timeout * 1000)}")
+                key = chr(digit.value) if digit.value > 0 else None
+            step = answer(menu, key, failures)
+            failures = step.failures
+            await self.calls.menu_input(
+                self.call_id, name, key, step.result,
+                step.route.describe() if step.route else None,
+            )
+            if step.feedback:
+                await self.play(step.feedback, step.result)
+            if step.route is None:
+                continue
+            if step.route.repeat:
+                continue
+            return step.route
+
+    async def to_desk(self, desk: str, *, reason: str) -> None:
+        notice = None
+        if self.journey is not None and desk in self.journey.desks:
+            notice = self.journey.desks[desk].notice
+        await self.ensure_notice(notice)
+        await self.calls.routed(self.call_id, desk, reason=reason)
+        await self.calls.disposed(self.call_id, Disposition.QUEUED, desk)
+        timeout = ""
+        if self.journey is not None and desk in self.journey.desks:
+            timeout = str(self.journey.desks[desk].max_wait)
+        await self.agi.set_variable(var.QUEUE, desk)
+        await self.agi.set_variable(var.QUEUE_TIMEOUT, timeout)
+        await self.agi.set_variable(var.ACTION, var.ACTION_QUEUE)
+
+    async def hang_up(self) -> None:
+        await self.agi.set_variable(var.ACTION, var.ACTION_HANGUP)
 
 
 async def handle(agi: AgiChannel, ctx: HandlerContext) -> None:
-    call_id = agi.unique_id
     recording = await agi.get_variable(var.RECORDING)
     did = await agi.get_variable(var.DID) or agi.headers.get("agi_dnid")
     await ctx.calls.call_started(
-        call_id,
+        agi.unique_id,
         caller=normalise_number(agi.headers.get("agi_callerid")),
         caller_name=agi.headers.get("agi_calleridname") or None,
         did=did,
         recording_path=f"{recording}.wav" if recording else None,
         source=Source.CONTROLLER,
     )
-
-    await ctx.calls.notice_started(call_id, ctx.notice)
-    await agi.stream_file(ctx.prompts.path(ctx.notice), escape_digits="")
-    # Tell the dialplan first: should we die now, the fail-safe path must not replay it.
-    await agi.set_variable(var.NOTICE_DONE, "1")
-    await ctx.calls.notice_finished(call_id)
-
-    desk = ctx.default_desk
-    await ctx.calls.routed(call_id, desk, reason="default")
-    await agi.set_variable(var.QUEUE, desk)
-    await agi.set_variable(var.ACTION, var.ACTION_QUEUE)
+    await InboundCall(agi, ctx, ctx.journey()).run()

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from ivr.agi import inbound
+from ivr.agi import inbound, queue_result
 from ivr.agi import variables as var
 from ivr.agi.context import HandlerContext
 from ivr.agi.protocol import (
@@ -25,6 +25,7 @@ Handler = Callable[[AgiChannel, HandlerContext], Awaitable[None]]
 # Every AGI(agi://.../NAME) in the dialplan must have an entry here (a test checks it).
 HANDLERS: dict[str, Handler] = {
     "inbound": inbound.handle,
+    "queue_result": queue_result.handle,
 }
 
 

@@ -9,6 +9,7 @@ QUEUE = "IVR_QUEUE"
 QUEUE_TIMEOUT = "IVR_QUEUE_TIMEOUT"
 HANGUP_CAUSE = "IVR_HANGUP_CAUSE"
 LANGUAGE = "IVR_LANG"
+OVERFLOWS = "IVR_OVERFLOWS"
 
 # Values of ACTION the dialplan's [ivr-action] context knows.
 ACTION_QUEUE = "queue"

@@ -76,6 +76,14 @@ class AmiClient:
         self._consumer = asyncio.create_task(self._consume(), name="ami-events")
         self._manager.connect()
 
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self.connected:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AmiError(f"could not log in to AMI on {self._config['host']}:"
+                               f"{self._config['port']} within {timeout:g} s (is Asterisk up?)")
+            await asyncio.sleep(0.05)
+
     async def stop(self) -> None:
         if self._manager is not None:
             self._manager.close()
@@ -120,10 +128,14 @@ class AmiClient:
             except Exception:
                 log.exception("event=ami_handler_failed ami_event=%r", event)
 
-    async def action(self, action: dict[str, str], timeout: float | None = None) -> Any:
+    async def action(
+        self, action: dict[str, str], timeout: float | None = None, as_list: bool | None = None
+    ) -> Any:
+        """Send one action. as_list: True for actions answered by an event list, False for a
+        single response (panoramisk otherwise guesses, and waits forever on QueueAdd)."""
         if not self.connected or self._manager is None:
             raise AmiError(f"AMI not connected; {action.get('Action')} not sent")
-        future = self._manager.send_action(action)
+        future = self._manager.send_action(dict(action), as_list=as_list)
         try:
             return await asyncio.wait_for(future, timeout or self._timeout)
         except TimeoutError as exc:
@@ -131,7 +143,7 @@ class AmiClient:
 
     async def ping(self) -> bool:
         try:
-            response = await self.action({"Action": "Ping"}, timeout=2)
+            response = await self.action({"Action": "Ping"}, timeout=2, as_list=False)
         except AmiError:
             return False
         return getattr(response, "success", False) or response.get("Response") == "Success"

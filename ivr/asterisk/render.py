@@ -9,6 +9,7 @@ from pathlib import Path
 import jinja2
 
 from ivr.config import Config
+from ivr.journey import Desk, Journey
 from ivr.secrets import Secrets
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "asterisk"
@@ -57,7 +58,14 @@ class AsteriskPaths:
             folder.mkdir(parents=True, exist_ok=True)
 
 
-def template_context(config: Config, secrets: Secrets) -> dict:
+def desk_context(journey: Journey | None, default_desk: str) -> list[dict]:
+    desks = dict(journey.desks) if journey else {}
+    if default_desk not in desks:
+        desks[default_desk] = Desk()
+    return [{"name": name, **desk.model_dump()} for name, desk in sorted(desks.items())]
+
+
+def template_context(config: Config, secrets: Secrets, journey: Journey | None = None) -> dict:
     paths = AsteriskPaths(config.asterisk_dir)
     desk = config.desk
     return {
@@ -96,20 +104,15 @@ def template_context(config: Config, secrets: Secrets) -> dict:
         "notice": config.prompts.notice,
         "failsafe": config.prompts.failsafe,
         "default_desk": desk.default,
-        "default_wait": desk.max_wait,
+        "default_wait": 600,
         "split_legs": config.recording.split_legs,
-        "desks": [
-            {
-                "name": desk.default,
-                "strategy": desk.strategy,
-                "ring_timeout": desk.ring_timeout,
-                "members": desk.members,
-            }
-        ],
+        "desks": desk_context(journey, desk.default),
     }
 
 
-def render_asterisk_config(config: Config, secrets: Secrets) -> AsteriskPaths:
+def render_asterisk_config(
+    config: Config, secrets: Secrets, journey: Journey | None = None
+) -> AsteriskPaths:
     """Write every template; files holding secrets are readable by root only."""
     paths = AsteriskPaths(config.asterisk_dir)
     paths.make()
@@ -120,7 +123,7 @@ def render_asterisk_config(config: Config, secrets: Secrets) -> AsteriskPaths:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    context = template_context(config, secrets)
+    context = template_context(config, secrets, journey)
     for template in sorted(TEMPLATE_DIR.glob("*.conf.j2")):
         text = env.get_template(template.name).render(context)
         target = paths.etc / template.name.removesuffix(".j2")

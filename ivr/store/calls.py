@@ -32,6 +32,11 @@ UPDATABLE = frozenset(
         "recording_sha256",
         "failsafe",
         "source",
+        "entry",
+        "language",
+        "menu_path",
+        "disposition",
+        "overflow_from",
     }
 )
 
@@ -119,3 +124,13 @@ class CallStore:
         ) as cur:
             rows = await cur.fetchall()
         return [{"at": r["at"], "kind": r["kind"], "data": json.loads(r["data"])} for r in rows]
+
+    async def add_operator_event(
+        self, at: float, operator: str, desk: str | None, action: str, detail: str, by_whom: str
+    ) -> None:
+        await self.db.conn.execute(
+            "INSERT INTO operator_events (at, operator, desk, action, detail, by_whom) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (at, operator, desk, action, detail, by_whom),
+        )
+        await self.db.conn.commit()

@@ -45,4 +45,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX call_events_call ON call_events (call_id, at);
     """,
+    # 2: the caller journey (entry point, language, menu path, how the IVR part ended)
+    """
+    ALTER TABLE calls ADD COLUMN entry TEXT;
+    ALTER TABLE calls ADD COLUMN language TEXT;
+    ALTER TABLE calls ADD COLUMN menu_path TEXT;
+    ALTER TABLE calls ADD COLUMN disposition TEXT;
+    ALTER TABLE calls ADD COLUMN overflow_from TEXT;
+    CREATE TABLE operator_events (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        at        REAL NOT NULL,
+        operator  TEXT NOT NULL,
+        desk      TEXT,
+        action    TEXT NOT NULL,
+        detail    TEXT NOT NULL DEFAULT '',
+        by_whom   TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX operator_events_operator ON operator_events (operator, at);
+    """,
 ]

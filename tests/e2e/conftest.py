@@ -44,9 +44,9 @@ def prompt_cache(tmp_path_factory, prerequisites) -> Path:
 
 
 def make_stack(tmp_path_factory, prompt_cache: Path, operators: list[str],
-               extra: str = "") -> Stack:
+               extra: str = "", journey: dict | None = None) -> Stack:
     stack = Stack(tmp_path_factory.mktemp("stack"))
-    stack.write_config(operators, extra)
+    stack.write_config(operators, extra, journey)
     stack.setup(prompt_cache)
     stack.start_asterisk()
     return stack

@@ -15,11 +15,28 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import yaml
 
 from tests.e2e.rtp import caller_pcap, tone_pcap
 from tests.e2e.scenarios import caller_scenario
 
 PROJECT = Path(__file__).resolve().parents[2]
+EXAMPLE_JOURNEY = PROJECT / "dialplan" / "contact-centre.yaml"
+
+
+def example_journey(*, open_now: bool = True) -> dict:
+    """The README's example journey; its office hours replaced so tests do not depend on the
+    time of day: open around the clock, or closed all of today (a holiday)."""
+    journey = yaml.safe_load(EXAMPLE_JOURNEY.read_text())
+    office = journey["schedules"]["office"]
+    office["weekly"] = {"weekdays": "24h", "sat": "24h", "sun": "24h"}
+    office["holidays"] = []
+    if not open_now:
+        today = datetime.now(ZoneInfo(office["timezone"])).date()
+        office["holidays"] = [{"date": today.isoformat(), "name": "test holiday"}]
+    return journey
 SIPP_DIR = PROJECT / "tests" / "sipp"
 PCAP_DIR = Path("/usr/share/sip-tester")
 IVR = PROJECT / ".venv" / "bin" / "ivr"
@@ -170,7 +187,17 @@ class Stack:
     def data(self) -> Path:
         return self.root / "var"
 
-    def write_config(self, operators: list[str], extra: str = "") -> None:
+    @property
+    def journey_dir(self) -> Path:
+        return self.root / "dialplan"
+
+    def write_journey(self, journey: dict) -> None:
+        self.journey_dir.mkdir(exist_ok=True)
+        (self.journey_dir / "journey.yaml").write_text(
+            yaml.safe_dump(journey, allow_unicode=True, sort_keys=False))
+
+    def write_config(self, operators: list[str], extra: str = "",
+                     journey: dict | None = None) -> None:
         self.ports = {
             "sip": free_port(socket.SOCK_DGRAM),
             "ami": free_port(),
@@ -184,7 +211,7 @@ class Stack:
             f'contact = "sip:{op}@127.0.0.1:{port}"\n'
             for op, port in self.operators.items()
         )
-        members = ", ".join(f'"{op}"' for op in operators)
+        self.write_journey(journey or example_journey(open_now=True))
         self.config_path.write_text(
             f"""
 [server]
@@ -209,13 +236,26 @@ texts = "{PROJECT / 'prompts' / 'prompts.yaml'}"
 
 [desk]
 default = "support"
-members = [{members}]
-ring_timeout = 10
-max_wait = 60
+
+[journey]
+dir = "{self.journey_dir}"
 {extra}
 {ops}
 """
         )
+
+    def ivr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        run = subprocess.run([str(IVR), *args, "-c", str(self.config_path)],
+                             capture_output=True, text=True, timeout=60)
+        if check:
+            assert run.returncode == 0, f"ivr {' '.join(args)}:\n{run.stdout}\n{run.stderr}"
+        return run
+
+    def login(self, operator: str, *desks: str) -> None:
+        args = ["operators", "login", operator]
+        for desk in desks:
+            args += ["--desk", desk]
+        self.ivr(*args)
 
     def setup(self, prompt_cache: Path | None = None) -> None:
         if prompt_cache is not None and prompt_cache.exists():

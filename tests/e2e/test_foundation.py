@@ -14,7 +14,7 @@ from tests.e2e.conftest import make_stack
 from tests.e2e.stack import Stack, wait_until
 
 CALLER = "0312345678"
-DID = "0501234567"
+DID = "0399000000"  # not a journey number: the 'other' entry, straight to the support desk
 
 
 def ts(iso: str) -> float:
@@ -25,14 +25,20 @@ def ts(iso: str) -> float:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, prompt_cache):
-    stack = make_stack(tmp_path_factory, prompt_cache, ["op1001"])
+    stack = make_stack(tmp_path_factory, prompt_cache, ["op1001", "op1002", "op1003", "sv2001"])
     stack.start_controller()
+    stack.login("op1001", "support")
     yield stack
     stack.close()
 
 
 def notice_seconds(stack: Stack) -> float:
     return wav_duration(stack.data / "prompts" / "ja" / "notice.wav")
+
+
+def intro_seconds(stack: Stack) -> float:
+    """Greeting and notice of the journey's 'other' entry, before the caller is queued."""
+    return wav_duration(stack.data / "prompts" / "ja" / "welcome.wav") + notice_seconds(stack)
 
 
 def segment(samples: np.ndarray, rate: int, start: float, end: float) -> np.ndarray:
@@ -56,7 +62,7 @@ def test_health_reports_every_part_up(stack):
 def test_recorded_call_reaches_operator_after_notice(stack):
     operator = stack.operator("op1001")
     started = time.time()
-    caller = stack.caller(CALLER, DID, hangup_after=notice_seconds(stack) + 9)
+    caller = stack.caller(CALLER, DID, hangup_after=intro_seconds(stack) + 9)
     result = caller.wait(90)
     assert result.returncode == 0, (result.workdir / "screen.log").read_text()[-2000:]
 
@@ -75,6 +81,7 @@ def test_recorded_call_reaches_operator_after_notice(stack):
     times = [ts(record[k]) for k in ("started_at", "notice_started_at", "notice_ended_at",
                                       "queue_joined_at", "connected_at", "ended_at")]
     assert times == sorted(times), record
+    assert record["entry"] == "other"
     # The notice played in full: at least its own length between start and end.
     assert times[2] - times[1] >= notice_seconds(stack) - 0.3
 
@@ -102,7 +109,7 @@ def test_recorded_call_reaches_operator_after_notice(stack):
     assert active_ratio(mixed.samples, mixed.rate) > 0.3
 
     talk_from = ts(record["connected_at"]) - ts(record["started_at"])
-    notice = notice_seconds(stack)
+    notice = intro_seconds(stack)
     # Both sides are in the mixed file: the caller's speech throughout, the operator's
     # tone once connected (and not before).
     talk = segment(mixed.samples, 8000, talk_from + 0.5, talk_from + 6.0)
@@ -171,7 +178,7 @@ def test_ami_reconnects_after_asterisk_restart(stack):
     wait_until(lambda: stack.health().get("status") == "ok", 30, what="AMI back up")
     operator = stack.operator("op1001")
     started = time.time()
-    caller = stack.caller("0322223333", DID, hangup_after=notice_seconds(stack) + 5)
+    caller = stack.caller("0322223333", DID, hangup_after=intro_seconds(stack) + 5)
     assert caller.wait(90).returncode == 0
     record = stack.call_record(lambda c: c["caller"] == "0322223333" and c["outcome"],
                                timeout=30, what="call after restart")

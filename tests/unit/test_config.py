@@ -4,12 +4,14 @@ import pytest
 
 from ivr.config import ConfigError, load_config
 
-PROMPTS = Path(__file__).resolve().parents[2] / "prompts" / "prompts.yaml"
+PROJECT = Path(__file__).resolve().parents[2]
+PROMPTS = PROJECT / "prompts" / "prompts.yaml"
+JOURNEY = PROJECT / "dialplan"
 
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "ivr.toml"
-    path.write_text(f'[prompts]\ntexts = "{PROMPTS}"\n' + text)
+    path.write_text(f'[prompts]\ntexts = "{PROMPTS}"\n[journey]\ndir = "{JOURNEY}"\n' + text)
     return path
 
 
@@ -35,13 +37,13 @@ def test_defaults_are_loopback_and_valid(tmp_path):
 def test_unknown_key_names_line_and_key(tmp_path):
     path = write(tmp_path, "[asterisk]\nsip_port = 5060\nsip_prot = 5061\n")
     (problem,) = problems(path)
-    assert problem == "line 5: asterisk.sip_prot: unknown key"
+    assert problem == "line 7: asterisk.sip_prot: unknown key"
 
 
 def test_bad_port_names_line_key_and_problem(tmp_path):
     path = write(tmp_path, "\n[agi]\nport = 70000\n")
     (problem,) = problems(path)
-    assert problem.startswith("line 5: agi.port:")
+    assert problem.startswith("line 7: agi.port:")
     assert "65535" in problem
 
 
@@ -57,22 +59,25 @@ def test_port_clash_is_reported(tmp_path):
 
 def test_missing_prompt_names_the_prompt(tmp_path):
     path = tmp_path / "ivr.toml"
-    path.write_text(f'[prompts]\ntexts = "{PROMPTS}"\nnotice = "no_such_prompt"\n')
+    path.write_text(f'[journey]\ndir = "{JOURNEY}"\n[prompts]\ntexts = "{PROMPTS}"\n'
+                    'notice = "no_such_prompt"\n')
     (problem,) = problems(path)
-    assert problem.startswith("line 3: prompts.notice:")
+    assert problem.startswith("line 5: prompts.notice:")
     assert "no_such_prompt" in problem
 
 
 def test_missing_prompt_file(tmp_path):
     path = tmp_path / "ivr.toml"
-    path.write_text('[prompts]\ntexts = "nowhere.yaml"\n')
+    path.write_text(f'[journey]\ndir = "{JOURNEY}"\n[prompts]\ntexts = "nowhere.yaml"\n')
     (problem,) = problems(path)
     assert "prompts.texts" in problem and "does not exist" in problem
 
 
-def test_desk_member_must_be_an_operator(tmp_path):
-    (problem,) = problems(write(tmp_path, '[desk]\nmembers = ["ghost"]\n'))
-    assert "ghost" in problem
+def test_missing_journey_folder(tmp_path):
+    path = tmp_path / "ivr.toml"
+    path.write_text(f'[prompts]\ntexts = "{PROMPTS}"\n[journey]\ndir = "nowhere"\n')
+    (problem,) = problems(path)
+    assert problem.startswith("line 4: journey.dir:") and "does not exist" in problem
 
 
 def test_not_toml(tmp_path):

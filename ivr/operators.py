@@ -1,0 +1,134 @@
+"""Operators at desks: log in, log out, pause, through AMI (app_queue does the rest: ringing,
+device state, wrap-up). Shared by the CLI now and the web console later."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ivr.journey import Journey
+from ivr.service import CallService
+
+AmiAction = Callable[..., Awaitable[Any]]
+
+# app_queue's member status numbers (QueueMember event, Status header), as device states.
+MEMBER_STATUS = {
+    "0": "unknown", "1": "not_in_use", "2": "in_use", "3": "busy", "4": "invalid",
+    "5": "unavailable", "6": "ringing", "7": "ring_in_use", "8": "on_hold",
+}
+
+
+class OperatorError(ValueError):
+    """A request that cannot be done; the message says why (for the CLI, API and web)."""
+
+
+@dataclass(frozen=True)
+class MemberState:
+    desk: str
+    operator: str
+    status: str
+    paused: bool
+    pause_reason: str
+    calls_taken: int
+    in_call: bool
+
+
+def interface(operator: str) -> str:
+    return f"PJSIP/{operator}"
+
+
+def _ok(response: Any) -> bool:
+    items = response if isinstance(response, list) else [response]
+    return bool(items) and items[0].get("Response") == "Success"
+
+
+def _message(response: Any) -> str:
+    items = response if isinstance(response, list) else [response]
+    return items[0].get("Message", "") if items else ""
+
+
+class OperatorService:
+    def __init__(self, action: AmiAction, calls: CallService, journey: Journey,
+                 operators: Iterable[str]):
+        self.action = action
+        self.calls = calls
+        self.journey = journey
+        self.operators = set(operators)
+
+    def _desks_for(self, operator: str, desks: Iterable[str] | None) -> list[str]:
+        if operator not in self.operators:
+            raise OperatorError(f"{operator!r} is not an operator in ivr.toml")
+        allowed = [name for name, d in self.journey.desks.items() if operator in d.members]
+        if desks is None:
+            if not allowed:
+                raise OperatorError(f"{operator} is not a member of any desk (dialplan: members)")
+            return allowed
+        chosen = list(desks)
+        for desk in chosen:
+            if desk not in self.journey.desks:
+                raise OperatorError(f"no desk named {desk!r}")
+            if desk not in allowed:
+                raise OperatorError(f"{operator} is not a member of desk {desk!r}")
+        return chosen
+
+    async def login(self, operator: str, desks: Iterable[str] | None = None,
+                    by_whom: str = "cli") -> list[str]:
+        done = []
+        for desk in self._desks_for(operator, desks):
+            response = await self.action({
+                "Action": "QueueAdd", "Queue": desk, "Interface": interface(operator),
+                "MemberName": operator, "StateInterface": interface(operator),
+                "Paused": "false",
+            }, as_list=False)
+            if not _ok(response) and "Already there" not in _message(response):
+                raise OperatorError(f"login to {desk} failed: {_message(response)}")
+            await self.calls.operator_action(operator, desk, "login", by_whom=by_whom)
+            done.append(desk)
+        return done
+
+    async def logout(self, operator: str, desks: Iterable[str] | None = None,
+                     by_whom: str = "cli") -> list[str]:
+        done = []
+        for desk in self._desks_for(operator, desks):
+            response = await self.action({
+                "Action": "QueueRemove", "Queue": desk, "Interface": interface(operator),
+            }, as_list=False)
+            if not _ok(response) and "Not there" not in _message(response):
+                raise OperatorError(f"logout from {desk} failed: {_message(response)}")
+            await self.calls.operator_action(operator, desk, "logout", by_whom=by_whom)
+            done.append(desk)
+        return done
+
+    async def pause(self, operator: str, paused: bool, reason: str = "",
+                    by_whom: str = "cli") -> None:
+        if operator not in self.operators:
+            raise OperatorError(f"{operator!r} is not an operator in ivr.toml")
+        response = await self.action({
+            "Action": "QueuePause", "Interface": interface(operator),
+            "Paused": "true" if paused else "false", "Reason": reason,
+        }, as_list=False)
+        if not _ok(response):
+            raise OperatorError(f"{'pause' if paused else 'unpause'} failed: "
+                                f"{_message(response) or 'not logged in to any desk'}")
+        await self.calls.operator_action(operator, None, "pause" if paused else "unpause",
+                                         detail=reason, by_whom=by_whom)
+
+    async def members(self) -> list[MemberState]:
+        response = await self.action({"Action": "QueueStatus"}, as_list=True)
+        items = response if isinstance(response, list) else [response]
+        out = []
+        for item in items:
+            if item.get("Event") != "QueueMember":
+                continue
+            name = item.get("Name") or item.get("MemberName") or ""
+            out.append(MemberState(
+                desk=item.get("Queue", ""),
+                operator=name.split("/", 1)[-1],
+                status=MEMBER_STATUS.get(item.get("Status", "0"), "unknown"),
+                paused=item.get("Paused") == "1",
+                pause_reason=item.get("PausedReason", ""),
+                calls_taken=int(item.get("CallsTaken") or 0),
+                in_call=item.get("InCall") == "1",
+            ))
+        return sorted(out, key=lambda m: (m.desk, m.operator))
