@@ -175,26 +175,28 @@ class _Located:
         self.node = node
 
     def line(self, path: Iterable[str | int]) -> int | None:
+        """The line of the deepest key (or list item) of `path` that exists in the file."""
         node, best = self.node, None
         for key in path:
             if node is None:
                 break
-            best = node.start_mark.line + 1
             if isinstance(node, yaml.MappingNode):
                 for k, v in node.value:
                     if str(k.value) == str(key):
-                        best = k.start_mark.line + 1
-                        node = v
+                        best, node = k.start_mark.line + 1, v
                         break
                 else:
-                    return best
+                    return best or node.start_mark.line + 1
             elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
                 if key >= len(node.value):
-                    return best
+                    return best or node.start_mark.line + 1
                 node = node.value[key]
+                best = node.start_mark.line + 1
             else:
-                return best
-        return node.start_mark.line + 1 if node is not None else best
+                return best or node.start_mark.line + 1
+        if best is None and node is not None:
+            return node.start_mark.line + 1
+        return best
 
 
 def _read(path: Path) -> tuple[dict[str, Any], _Located]:

@@ -90,30 +90,28 @@ class SippResult:
     started_at: float
     ended_at: float
 
-    def messages(self) -> list[tuple[float, str]]:
-        return parse_message_trace(self.workdir / "messages.log")
-
 
 _TRACE_HEAD = re.compile(
     r"^-+ (\d{4}-\d{2}-\d{2}\s+\d{2}:\d{2}:\d{2}(?:\.\d+)?)\s*$"
 )
 
 
-def parse_message_trace(path: Path) -> list[tuple[float, str]]:
-    """SIPp's -trace_msg file: (wall-clock time, first line) per message."""
+def parse_message_trace(path: Path) -> list[tuple[float, str, str]]:
+    """SIPp's -trace_msg file: (wall-clock time, direction | start line, whole message)."""
     if not path.exists():
         return []
-    out: list[tuple[float, str]] = []
+    out: list[tuple[float, str, str]] = []
     lines = path.read_text(errors="replace").splitlines()
-    for i, line in enumerate(lines):
-        m = _TRACE_HEAD.match(line)
-        if not m:
-            continue
+    heads = [i for i, line in enumerate(lines) if _TRACE_HEAD.match(line)]
+    for n, i in enumerate(heads):
+        m = _TRACE_HEAD.match(lines[i])
+        assert m is not None
         stamp = datetime.strptime(m.group(1).replace("  ", " "), "%Y-%m-%d %H:%M:%S.%f")
-        # A direction line ("UDP message received ..."), a blank line, then the start line.
+        # A direction line ("UDP message received ..."), a blank line, then the message.
         direction = lines[i + 1].strip() if i + 1 < len(lines) else ""
-        first = next((x.strip() for x in lines[i + 2:i + 4] if x.strip()), "")
-        out.append((stamp.timestamp(), f"{direction} | {first}"))
+        body = lines[i + 2:heads[n + 1] if n + 1 < len(heads) else len(lines)]
+        first = next((x.strip() for x in body if x.strip()), "")
+        out.append((stamp.timestamp(), f"{direction} | {first}", "\n".join(body)))
     return out
 
 
@@ -160,13 +158,23 @@ class SippPeer:
                 self.proc.kill()
                 self.proc.wait()
 
-    def messages(self) -> list[tuple[float, str]]:
+    def messages(self) -> list[tuple[float, str, str]]:
         return parse_message_trace(self.workdir / "messages.log")
 
-    def invites_received(self, since: float = 0.0) -> list[float]:
-        """Wall-clock times of the INVITEs this peer received (SIPp's own timestamps)."""
-        return [t for t, what in self.messages()
-                if t >= since and "received" in what and "| INVITE " in what]
+    def invites_received(self, since: float = 0.0, caller: str | None = None) -> list[float]:
+        """Wall-clock times of the INVITEs this peer received (SIPp's own timestamps), only
+        those presenting `caller` in their From header if given."""
+        out = []
+        for t, what, body in self.messages():
+            if t < since or "received" not in what or "| INVITE " not in what:
+                continue
+            if caller is not None:
+                from_line = next((x for x in body.splitlines()
+                                  if x.lower().startswith(("from:", "f:"))), "")
+                if f"sip:{caller}@" not in from_line:
+                    continue
+            out.append(t)
+        return out
 
 
 @dataclass

@@ -93,7 +93,7 @@ def test_unreachable_menu(tmp_path):
 entries:""")
     (problem,) = problems(tmp_path, text)
     assert "menus.orphan: unreachable" in problem
-    assert ":11:" in problem
+    assert ":10:" in problem
 
 
 def test_loop_with_no_exit(tmp_path):
