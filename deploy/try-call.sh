@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# Place one test call against a running server (make run): a SIPp operator phone answers as
-# op1001 (the example config's fixed contact 127.0.0.1:5071), a SIPp caller calls the trunk,
-# speaks for SECONDS and hangs up. Then the call record is printed.
-#   deploy/try-call.sh [CALLER] [DID] [SECONDS]
+# Place one test call against a running server (make run): op1001 is logged in to its desks
+# and a SIPp phone answers as op1001 (the example's fixed contact 127.0.0.1:5071); a SIPp
+# caller calls the trunk, speaks (continuous RTP), presses KEYS ("SECONDS:KEY ...", RFC 2833,
+# seconds after the answer) and hangs up after SECONDS. Then the call record is printed.
+#   deploy/try-call.sh [CALLER] [DID] [SECONDS] [KEYS]
+# The default DID is not in the example journey, so the caller goes straight to the support
+# desk after greeting and notice. The main number 0501234567 asks for a language, then a desk:
+#   deploy/try-call.sh 0312345678 0501234567 30 "12.6:1 14.1:1"     (Japanese, sales)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROJECT=$(pwd)
-CALLER=${1:-0312345678}; DID=${2:-0501234567}; SECONDS_=${3:-20}
+CALLER=${1:-0312345678}; DID=${2:-0399000000}; SECONDS_=${3:-20}; KEYS=${4:-}
 SIP_PORT=$(.venv/bin/python -c "from ivr.config import load_config; print(load_config('ivr.toml').asterisk.sip_port)")
 work=$(mktemp -d /tmp/ivr-try.XXXXXX)
 mkdir -p "$work/pcap"
 cp /usr/share/sip-tester/*.pcap "$work/pcap/"
 .venv/bin/python -m tests.e2e.rtp tone "$work/pcap/operator.pcap" 120
-.venv/bin/python -m tests.e2e.rtp caller "$work/caller.pcap" "$SECONDS_"
+# shellcheck disable=SC2086
+.venv/bin/python -m tests.e2e.rtp caller "$work/caller.pcap" "$SECONDS_" $KEYS
+.venv/bin/ivr operators login op1001
 .venv/bin/python - "$work" "$SECONDS_" <<'PY'
 import sys
 from pathlib import Path
