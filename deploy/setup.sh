@@ -12,7 +12,7 @@ WITH_TEST=0
 say() { echo "setup: $*" >&2; }
 [ "$(id -u)" = 0 ] || { say "run as root (it installs Debian packages and runs Asterisk chrooted)"; exit 1; }
 
-packages=(python3 python3-venv python3-dev espeak-ng libespeak-ng1 sip-tester debootstrap util-linux ca-certificates)
+packages=(python3 python3-venv python3-dev espeak-ng libespeak-ng1 sip-tester debootstrap debian-archive-keyring util-linux ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

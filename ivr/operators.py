@@ -74,29 +74,28 @@ class OperatorService:
 
     async def login(self, operator: str, desks: Iterable[str] | None = None,
                     by_whom: str = "cli") -> list[str]:
-        done = []
-        for desk in self._desks_for(operator, desks):
-            response = await self.action({
-                "Action": "QueueAdd", "Queue": desk, "Interface": interface(operator),
-                "MemberName": operator, "StateInterface": interface(operator),
-                "Paused": "false",
-            }, as_list=False)
-            if not _ok(response) and "Already there" not in _message(response):
-                raise OperatorError(f"login to {desk} failed: {_message(response)}")
-            await self.calls.operator_action(operator, desk, "login", by_whom=by_whom)
-            done.append(desk)
-        return done
+        return await self._membership(operator, desks, "login", by_whom)
 
     async def logout(self, operator: str, desks: Iterable[str] | None = None,
                      by_whom: str = "cli") -> list[str]:
+        return await self._membership(operator, desks, "logout", by_whom)
+
+    async def _membership(self, operator: str, desks: Iterable[str] | None, action: str,
+                          by_whom: str) -> list[str]:
+        # Logging in twice, or out twice, is not an error: the operator is where they asked.
+        harmless = "Already there" if action == "login" else "Not there"
         done = []
         for desk in self._desks_for(operator, desks):
-            response = await self.action({
-                "Action": "QueueRemove", "Queue": desk, "Interface": interface(operator),
-            }, as_list=False)
-            if not _ok(response) and "Not there" not in _message(response):
-                raise OperatorError(f"logout from {desk} failed: {_message(response)}")
-            await self.calls.operator_action(operator, desk, "logout", by_whom=by_whom)
+            request = {"Queue": desk, "Interface": interface(operator)}
+            if action == "login":
+                request |= {"Action": "QueueAdd", "MemberName": operator,
+                            "StateInterface": interface(operator), "Paused": "false"}
+            else:
+                request |= {"Action": "QueueRemove"}
+            response = await self.action(request, as_list=False)
+            if not _ok(response) and harmless not in _message(response):
+                raise OperatorError(f"{action} at {desk} failed: {_message(response)}")
+            await self.calls.operator_action(operator, desk, action, by_whom=by_whom)
             done.append(desk)
         return done
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,9 @@ class CallService:
         self._queue_status: dict[str, str] = {}
         self._complete_reason: dict[str, str] = {}
         self._menu_path: dict[str, list[str]] = {}
+        # For /metrics: calls this process has seen start and not end, and outcomes so far.
+        self.active: set[str] = set()
+        self.outcomes: Counter[str] = Counter()
 
     async def _event(self, call_id: str, kind: str, at: float | None = None, **data: Any) -> float:
         at = self.clock() if at is None else at
@@ -68,6 +72,8 @@ class CallService:
             answered_at=at,
             recording_path=recording_path or None,
         )
+        if source is not Source.CDR:  # CDR calls arrive already ended
+            self.active.add(call_id)
         if created:
             await self._event(call_id, "call_started", at, caller=caller, did=did,
                               source=source.value)
@@ -173,6 +179,8 @@ class CallService:
             disposition=record.disposition,
         )
         self._menu_path.pop(call_id, None)
+        self.active.discard(call_id)
+        self.outcomes[outcome.value] += 1
         await self.store.update(
             call_id,
             ended_at=at,

@@ -8,6 +8,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ivr.controller import Controller
+from ivr.model import Outcome
 
 CONTROLLER = web.AppKey("controller", Controller)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
@@ -43,6 +44,13 @@ class _ControllerCollector(Collector):
                                 value=int(self.c.ami.connected))
         yield CounterMetricFamily("ivr_ami_logins", "AMI logins since start",
                                   value=self.c.ami.logins)
+        yield GaugeMetricFamily("ivr_calls_active", "Customer calls in progress",
+                                value=len(self.c.calls.active))
+        outcomes = CounterMetricFamily("ivr_calls_ended", "Customer calls ended, by outcome",
+                                       labels=["outcome"])
+        for outcome in Outcome:
+            outcomes.add_metric([outcome.value], self.c.calls.outcomes[outcome.value])
+        yield outcomes
 
 
 def create_app(controller: Controller) -> web.Application:

@@ -185,3 +185,15 @@ def test_ami_reconnects_after_asterisk_restart(stack):
     assert record["outcome"] == "answered"
     assert record["source"] == "controller"
     assert operator.invites_received(since=started)
+
+
+def test_metrics_count_calls(stack):
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.ports['web']}/metrics") as resp:
+        text = resp.read().decode()
+    answered = re.search(r'^ivr_calls_ended_total\{outcome="answered"\} (\S+)$', text, re.M)
+    assert answered and float(answered.group(1)) >= 1, text
+    assert re.search(r"^ivr_ami_connected 1\.0$", text, re.M)
+    assert re.search(r"^ivr_calls_active 0\.0$", text, re.M)
