@@ -85,3 +85,15 @@ def test_not_toml(tmp_path):
     path.write_text("this is = = not toml")
     (problem,) = problems(path)
     assert "not valid TOML" in problem
+
+
+def test_run_refuses_bad_config_with_file_key_and_problem(tmp_path):
+    from click.testing import CliRunner
+
+    from ivr.cli import main
+
+    path = write(tmp_path, "[web]\nport = 0\n[asterisk]\nsip_prot = 5061\n")
+    result = CliRunner().invoke(main, ["run", "-c", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}: line 6: web.port: Input should be greater than or equal to 1" in result.output
+    assert f"{path}: line 8: asterisk.sip_prot: unknown key" in result.output
