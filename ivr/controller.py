@@ -13,6 +13,7 @@ from ivr.agi.server import AgiServer
 from ivr.ami.client import AmiClient, AmiError
 from ivr.ami.tracker import CallTracker
 from ivr.asterisk.render import AsteriskPaths, render_asterisk_config
+from ivr.audio.prompts import PromptEngineError
 from ivr.cdr_import import import_missed_calls
 from ivr.config import Config
 from ivr.journey import Journey, JourneyError
@@ -21,7 +22,7 @@ from ivr.operators import OperatorService
 from ivr.recording import RecordingFinaliser
 from ivr.secrets import Secrets
 from ivr.service import CallService
-from ivr.setup import journey_version, load_current_journey
+from ivr.setup import journey_version, load_current_journey, render_all_prompts
 from ivr.store import CallStore, Database
 
 log = logging.getLogger("ivr.controller")
@@ -88,7 +89,9 @@ class Controller:
         started = time.time()
         try:
             journey = await asyncio.to_thread(load_current_journey, self.config)
-        except (JourneyError, ValueError) as exc:
+            # Prompts a new journey uses (new texts in prompts.yaml) exist before any call.
+            await asyncio.to_thread(render_all_prompts, self.config)
+        except (JourneyError, ValueError, PromptEngineError) as exc:
             log.error("event=reload_refused problems=%r", str(exc))
             self._write_state(started, ok=False, errors=str(exc).splitlines())
             return False

@@ -46,16 +46,21 @@ def journey_version(journey: Journey) -> str:
     return digest.hexdigest()[:16]
 
 
+def render_all_prompts(config: Config) -> int:
+    """Render new or changed prompt texts (cached), then put admins' recordings in place."""
+    texts = load_prompt_texts(config.path(config.prompts.texts))
+    rendered = render_prompts(texts, config.prompts_dir, voices=dict(config.prompts.voices))
+    apply_recordings(config)
+    return len(rendered)
+
+
 def prepare(config: Config) -> Prepared:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     secrets = load_or_create(config.secrets_path, [o.endpoint for o in config.operators])
     journey = load_current_journey(config)
-    texts = load_prompt_texts(config.path(config.prompts.texts))
-    rendered = render_prompts(texts, config.prompts_dir, voices=dict(config.prompts.voices))
-    apply_recordings(config)
+    rendered = render_all_prompts(config)
     paths = render_asterisk_config(config, secrets, journey)
     log.info("event=setup_done data_dir=%s prompts=%d desks=%d menus=%d entries=%d",
-             config.data_dir, len(rendered), len(journey.desks), len(journey.menus),
+             config.data_dir, rendered, len(journey.desks), len(journey.menus),
              len(journey.entries))
-    return Prepared(secrets=secrets, asterisk=paths, journey=journey,
-                    prompts_rendered=len(rendered))
+    return Prepared(secrets=secrets, asterisk=paths, journey=journey, prompts_rendered=rendered)
