@@ -237,8 +237,8 @@ def operators() -> None:
 
 def _operator_call(config_path: str, work) -> None:
     from ivr.ami.client import AmiClient, AmiError
+    from ivr.credentials import load_or_create
     from ivr.operators import OperatorError, OperatorService
-    from ivr.secrets import load_or_create
     from ivr.service import CallService
     from ivr.setup import load_current_journey
     from ivr.store import CallStore, Database

@@ -16,11 +16,11 @@ from ivr.asterisk.render import AsteriskPaths, render_asterisk_config
 from ivr.audio.prompts import PromptEngineError
 from ivr.cdr_import import import_missed_calls
 from ivr.config import Config
+from ivr.credentials import Secrets
 from ivr.journey import Journey, JourneyError
 from ivr.model import CallRecord
 from ivr.operators import OperatorService
 from ivr.recording import RecordingFinaliser
-from ivr.secrets import Secrets
 from ivr.service import CallService
 from ivr.setup import journey_version, load_current_journey, render_all_prompts
 from ivr.store import CallStore, Database

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from ivr.asterisk.render import AsteriskPaths, render_asterisk_config
 from ivr.audio.prompts import load_prompt_texts, render_prompts
 from ivr.config import Config
+from ivr.credentials import Secrets, load_or_create
 from ivr.journey import Journey, JourneyError, journey_files, load_journey
 from ivr.prompt_store import apply_recordings
-from ivr.secrets import Secrets, load_or_create
 
 log = logging.getLogger("ivr.setup")
 

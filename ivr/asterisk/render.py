@@ -9,8 +9,8 @@ from pathlib import Path
 import jinja2
 
 from ivr.config import Config
+from ivr.credentials import Secrets
 from ivr.journey import Desk, Journey
-from ivr.secrets import Secrets
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "asterisk"
 
