@@ -1,4 +1,5 @@
-"""Credentials (AMI secret, phone passwords) generated on first run and kept in the data folder (mode 0600), never in git."""
+"""Credentials (AMI secret, phone passwords) generated on first run and kept in the data
+folder (mode 0600), never in git."""
 
 from __future__ import annotations
 
