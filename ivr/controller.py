@@ -19,7 +19,6 @@ from ivr.config import Config
 from ivr.credentials import Secrets
 from ivr.journey import Journey, JourneyError
 from ivr.model import CallRecord
-from ivr.operators import OperatorService
 from ivr.recording import RecordingFinaliser
 from ivr.service import CallService
 from ivr.setup import journey_version, load_current_journey, render_all_prompts
@@ -79,10 +78,6 @@ class Controller:
         await self.agi.start()
         await self.ami.start()
         self._write_state(time.time(), ok=True, errors=[])
-
-    def operators(self) -> OperatorService:
-        return OperatorService(self.ami.action, self.calls, self.journey,
-                               [o.endpoint for o in self.config.operators])
 
     async def reload(self) -> bool:
         """Load dialplan/ again; a bad journey is reported and the one in service stays."""

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from ivr.agi import variables as var
 from ivr.agi.context import HandlerContext
+from ivr.agi.desk import queue_to_desk
 from ivr.agi.protocol import AgiChannel
 from ivr.journey import MAX_MENU_STEPS, Journey, Menu, Route
 from ivr.model import Disposition, Source
@@ -22,8 +23,10 @@ ALL_KEYS = "0123456789*#"
 
 
 class InboundCall:
-    def __init__(self, agi: AgiChannel, ctx: HandlerContext, journey: Journey | None):
+    def __init__(self, agi: AgiChannel, ctx: HandlerContext, journey: Journey | None,
+                 did: str | None):
         self.agi = agi
+        self.did = did
         self.ctx = ctx
         self.calls = ctx.calls
         self.journey = journey
@@ -66,11 +69,10 @@ class InboundCall:
             await self.ensure_notice()
             await self.to_desk(self.ctx.default_desk, reason="no journey loaded")
             return
-        did = await self.agi.get_variable(var.DID) or self.agi.headers.get("agi_dnid")
-        found = self.journey.entry_for(did)
+        found = self.journey.entry_for(self.did)
         if found is None:
             await self.ensure_notice()
-            await self.to_desk(self.ctx.default_desk, reason=f"no entry for {did}")
+            await self.to_desk(self.ctx.default_desk, reason=f"no entry for {self.did}")
             return
         name, entry = found
         await self.calls.entry_chosen(self.call_id, name, entry.language)
@@ -138,19 +140,11 @@ class InboundCall:
                 continue
             return step.route
 
-    async def to_desk(self, desk: str, *, reason: str) -> None:
-        notice = None
-        if self.journey is not None and desk in self.journey.desks:
-            notice = self.journey.desks[desk].notice
-        await self.ensure_notice(notice)
-        await self.calls.routed(self.call_id, desk, reason=reason)
-        await self.calls.disposed(self.call_id, Disposition.QUEUED, desk)
-        timeout = ""
-        if self.journey is not None and desk in self.journey.desks:
-            timeout = str(self.journey.desks[desk].max_wait)
-        await self.agi.set_variable(var.QUEUE, desk)
-        await self.agi.set_variable(var.QUEUE_TIMEOUT, timeout)
-        await self.agi.set_variable(var.ACTION, var.ACTION_QUEUE)
+    async def to_desk(self, name: str, *, reason: str) -> None:
+        desk = self.journey.desks.get(name) if self.journey is not None else None
+        await self.ensure_notice(desk.notice if desk else None)
+        await self.calls.disposed(self.call_id, Disposition.QUEUED, name)
+        await queue_to_desk(self.agi, self.calls, self.call_id, name, desk, reason)
 
     async def hang_up(self) -> None:
         await self.agi.set_variable(var.ACTION, var.ACTION_HANGUP)
@@ -167,4 +161,4 @@ async def handle(agi: AgiChannel, ctx: HandlerContext) -> None:
         recording_path=f"{recording}.wav" if recording else None,
         source=Source.CONTROLLER,
     )
-    await InboundCall(agi, ctx, ctx.journey()).run()
+    await InboundCall(agi, ctx, ctx.journey(), did).run()

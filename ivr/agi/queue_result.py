@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ivr.agi import variables as var
 from ivr.agi.context import HandlerContext
+from ivr.agi.desk import queue_to_desk
 from ivr.agi.protocol import AgiChannel
 from ivr.model import Disposition
 
@@ -35,11 +36,9 @@ async def handle(agi: AgiChannel, ctx: HandlerContext) -> None:
             await ctx.calls.notice_started(call_id, target.notice)
             await agi.stream_file(ctx.prompts.path(target.notice, language), "")
             await ctx.calls.notice_finished(call_id)
-        await ctx.calls.routed(call_id, route.desk, reason=f"overflow from {desk} ({status})")
         await agi.set_variable(var.OVERFLOWS, str(hops + 1))
-        await agi.set_variable(var.QUEUE, route.desk)
-        await agi.set_variable(var.QUEUE_TIMEOUT, str(target.max_wait))
-        await agi.set_variable(var.ACTION, var.ACTION_QUEUE)
+        await queue_to_desk(agi, ctx.calls, call_id, route.desk, target,
+                            reason=f"overflow from {desk} ({status})")
         return
     await ctx.calls.disposed(call_id, Disposition.OVERFLOW, route.describe())
     if route.message:

@@ -1,0 +1,19 @@
+"""Handing a caller to a desk: what the dialplan's [ivr-queue] needs to run Queue()."""
+
+from __future__ import annotations
+
+from ivr.agi import variables as var
+from ivr.agi.protocol import AgiChannel
+from ivr.journey import Desk
+from ivr.service import CallService
+
+
+async def queue_to_desk(
+    agi: AgiChannel, calls: CallService, call_id: str, name: str, desk: Desk | None, reason: str
+) -> None:
+    """Record the routing, then tell the dialplan which queue and how long to wait (empty:
+    the dialplan's default wait, for a desk the journey does not define)."""
+    await calls.routed(call_id, name, reason=reason)
+    await agi.set_variable(var.QUEUE, name)
+    await agi.set_variable(var.QUEUE_TIMEOUT, str(desk.max_wait) if desk else "")
+    await agi.set_variable(var.ACTION, var.ACTION_QUEUE)
