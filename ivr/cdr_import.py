@@ -21,8 +21,10 @@ log = logging.getLogger("ivr.cdr")
 
 COLUMNS = (
     "linkedid", "uniqueid", "src", "dst", "dcontext", "channel", "dstchannel", "lastapp",
-    "start", "answer", "end", "disposition", "did", "recording", "desk", "path",
+    "start", "answer", "end", "disposition", "did", "recording", "desk", "path", "notice",
 )
+# Rows written before the notice column existed are still read.
+OLD_COLUMNS = len(COLUMNS) - 1
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class CdrCall:
     recording: str | None
     failsafe: bool
     outcome: Outcome
+    notice: str = ""  # "fallback: <problem>" or "failed: <problem>" (CDR ivr_notice)
 
 
 def _float(value: str) -> float | None:
@@ -52,6 +55,8 @@ def parse_cdr_file(path: Path) -> list[CdrCall]:
     legs: dict[str, list[dict[str, str]]] = defaultdict(list)
     with path.open(newline="", encoding="utf-8", errors="replace") as fh:
         for number, row in enumerate(csv.reader(fh), start=1):
+            if len(row) == OLD_COLUMNS:
+                row = [*row, ""]
             if len(row) != len(COLUMNS):
                 log.warning("event=cdr_bad_row file=%s line=%d fields=%d", path, number, len(row))
                 continue
@@ -67,12 +72,15 @@ def parse_cdr_file(path: Path) -> list[CdrCall]:
         answered = [r for r in own if r["dstchannel"] and r["disposition"] == "ANSWERED"
                     and r["lastapp"] == "Queue"]
         desk = next((r["desk"] for r in own if r["desk"]), None)
+        notice = next((r["notice"] for r in own if r["notice"]), "")
         if answered:
             outcome = Outcome.ANSWERED
         elif desk:
             outcome = Outcome.ABANDONED_IN_QUEUE
         else:
             outcome = Outcome.ABANDONED_IN_MENU
+        if notice.startswith("failed") and not answered:
+            outcome = Outcome.FAILED
         calls.append(
             CdrCall(
                 call_id=call_id,
@@ -85,6 +93,7 @@ def parse_cdr_file(path: Path) -> list[CdrCall]:
                 recording=next((r["recording"] for r in own if r["recording"]), None),
                 failsafe=any(r["path"] == "failsafe" for r in own),
                 outcome=outcome,
+                notice=notice,
             )
         )
     return calls
@@ -104,6 +113,12 @@ async def import_missed_calls(path: Path, calls: CallService) -> list[str]:
             call.call_id, desk=call.desk, operator=call.operator, failsafe=int(call.failsafe),
             ended_at=call.ended_at, outcome=call.outcome.value,
         )
+        kind, _, problem = call.notice.partition(": ")
+        if kind == "fallback":
+            await calls.notice_fallback(call.call_id, problem.split(":")[0], "fallback/notice",
+                                        at=call.ended_at)
+        elif kind == "failed":
+            await calls.notice_failed(call.call_id, "notice", "", problem, at=call.ended_at)
         imported.append(call.call_id)
         log.info("event=cdr_imported call_id=%s outcome=%s", call.call_id, call.outcome)
     return imported

@@ -44,11 +44,15 @@ def main() -> None:
 @config_option
 def check(config_path: str) -> None:
     """Validate ivr.toml, the prompt texts and the journey (dialplan/); exit 2 if bad."""
-    from ivr.setup import load_current_journey
+    from ivr.setup import check_notices, load_current_journey
 
     config = _load(config_path)
     try:
         journey = load_current_journey(config)
+        # Before the first `ivr setup` nothing is rendered yet; afterwards the notices must be
+        # there in every language, as `ivr run` requires.
+        if config.prompts_dir.is_dir():
+            check_notices(config, journey)
     except ValueError as exc:
         click.echo(f"configuration error:\n{exc}", err=True)
         sys.exit(2)

@@ -21,7 +21,12 @@ from ivr.journey import Journey, JourneyError
 from ivr.model import CallRecord
 from ivr.recording import RecordingFinaliser
 from ivr.service import CallService
-from ivr.setup import journey_version, load_current_journey, render_all_prompts
+from ivr.setup import (
+    check_notices,
+    journey_version,
+    load_current_journey,
+    render_all_prompts,
+)
 from ivr.store import CallStore, Database
 
 log = logging.getLogger("ivr.controller")
@@ -86,6 +91,7 @@ class Controller:
             journey = await asyncio.to_thread(load_current_journey, self.config)
             # Prompts a new journey uses (new texts in prompts.yaml) exist before any call.
             await asyncio.to_thread(render_all_prompts, self.config)
+            await asyncio.to_thread(check_notices, self.config, journey)
         except (JourneyError, ValueError, PromptEngineError) as exc:
             log.error("event=reload_refused problems=%r", str(exc))
             self._write_state(started, ok=False, errors=str(exc).splitlines())

@@ -116,9 +116,23 @@ class Entry(_Model):
     language: Language = "ja"
     greeting: str | None = "welcome"
     notice: str = "notice"
+    # The languages the notice plays in, in order, before the start route (a language menu
+    # comes after it): e.g. [ja, en] for a bilingual entry. Default: the entry's language.
+    notice_languages: list[Language] | None = Field(default=None, min_length=1, max_length=2)
     schedule: str | None = None
     closed: Route = Route(message="closed")
     start: Route
+
+    @model_validator(mode="after")
+    def _notice_languages(self) -> Entry:
+        if self.notice_languages and len(set(self.notice_languages)) != len(
+                self.notice_languages):
+            raise ValueError("notice_languages: a language is listed twice")
+        return self
+
+    @property
+    def notice_langs(self) -> list[str]:
+        return list(self.notice_languages or [self.language])
 
 
 class JourneyFile(_Model):

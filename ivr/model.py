@@ -26,6 +26,7 @@ class Disposition(StrEnum):
     MESSAGE = "message"
     OVERFLOW = "overflow"
     HANGUP = "hangup"
+    NOTICE_FAILED = "notice_failed"  # no notice could be played: hung up, no operator
 
 
 class Source(StrEnum):

@@ -91,6 +91,16 @@ class CallService:
         at = await self._event(call_id, "notice_finished")
         await self.store.update(call_id, notice_ended_at=at)
 
+    async def notice_failed(self, call_id: str, prompt: str, path: str, problem: str,
+                            at: float | None = None) -> None:
+        """A notice (or the fallback notice) could not be played; `problem` says why."""
+        await self._event(call_id, "notice_failed", at, prompt=prompt, path=path,
+                          problem=problem)
+
+    async def notice_fallback(self, call_id: str, instead_of: str, path: str,
+                              at: float | None = None) -> None:
+        await self._event(call_id, "notice_fallback", at, instead_of=instead_of, path=path)
+
     async def routed(self, call_id: str, desk: str, reason: str) -> None:
         await self._event(call_id, "routed", desk=desk, reason=reason)
         await self.store.update(call_id, desk=desk)

@@ -11,6 +11,7 @@ from ivr.audio.prompts import load_prompt_texts, render_prompts
 from ivr.config import Config
 from ivr.credentials import Secrets, load_or_create
 from ivr.journey import Journey, JourneyError, journey_files, load_journey
+from ivr.notice import NoticeFilesError, check_notice_files, render_fallback_notice
 from ivr.prompt_store import apply_recordings
 
 log = logging.getLogger("ivr.setup")
@@ -50,8 +51,18 @@ def render_all_prompts(config: Config) -> int:
     """Render new or changed prompt texts (cached), then put admins' recordings in place."""
     texts = load_prompt_texts(config.path(config.prompts.texts))
     rendered = render_prompts(texts, config.prompts_dir, voices=dict(config.prompts.voices))
+    render_fallback_notice(texts, config.prompts_dir, config.prompts.notice,
+                           voices=dict(config.prompts.voices))
     apply_recordings(config)
     return len(rendered)
+
+
+def check_notices(config: Config, journey: Journey) -> None:
+    """Refuse to serve calls when a notice a caller could need cannot be played."""
+    problems = check_notice_files(journey, config.prompts_dir, config.prompts.notice,
+                                  config.prompts.language)
+    if problems:
+        raise NoticeFilesError(problems)
 
 
 def prepare(config: Config) -> Prepared:
@@ -59,6 +70,7 @@ def prepare(config: Config) -> Prepared:
     secrets = load_or_create(config.secrets_path, [o.endpoint for o in config.operators])
     journey = load_current_journey(config)
     rendered = render_all_prompts(config)
+    check_notices(config, journey)
     paths = render_asterisk_config(config, secrets, journey)
     log.info("event=setup_done data_dir=%s prompts=%d desks=%d menus=%d entries=%d",
              config.data_dir, rendered, len(journey.desks), len(journey.menus),

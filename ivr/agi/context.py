@@ -20,6 +20,12 @@ class Prompts:
     def path(self, name: str, language: str | None = None) -> str:
         return str(self.folder / (language or self.language) / name)
 
+    @property
+    def fallback_notice(self) -> str:
+        """The bilingual notice rendered at set-up (ivr/notice.py), played when a notice
+        cannot be."""
+        return str(self.folder / "fallback" / "notice")
+
 
 @dataclass(frozen=True)
 class HandlerContext:

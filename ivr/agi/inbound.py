@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from ivr.agi import variables as var
 from ivr.agi.context import HandlerContext
 from ivr.agi.desk import queue_to_desk
+from ivr.agi.notice import NoticeFailed, play_notice
 from ivr.agi.protocol import AgiChannel
 from ivr.journey import MAX_MENU_STEPS, Journey, Menu, Route
 from ivr.model import Disposition, Source
@@ -34,6 +35,7 @@ class InboundCall:
         self.language = ctx.prompts.language
         self.notice_played = False
         self.entry_notice = ctx.notice
+        self.notice_languages: list[str] = [self.language]
 
     # ---- media ----
     async def play(self, prompt: str, purpose: str, *, interruptible: bool = False) -> str | None:
@@ -55,11 +57,10 @@ class InboundCall:
         notice = notice or self.entry_notice
         if self.notice_played and notice == self.entry_notice:
             return
-        await self.calls.notice_started(self.call_id, notice)
-        await self.agi.stream_file(self.ctx.prompts.path(notice, self.language), "")
-        # Tell the dialplan first: should we die now, the fail-safe path must not replay it.
-        await self.agi.set_variable(var.NOTICE_DONE, "1")
-        await self.calls.notice_finished(self.call_id)
+        # The entry's notice in the entry's notice languages; a desk's own in the caller's.
+        languages = self.notice_languages if notice == self.entry_notice else [self.language]
+        await play_notice(self.agi, self.calls, self.call_id, self.ctx.prompts, notice,
+                          languages)
         self.notice_played = True
         self.entry_notice = notice
 
@@ -78,6 +79,9 @@ class InboundCall:
         await self.calls.entry_chosen(self.call_id, name, entry.language)
         await self.set_language(entry.language)
         self.entry_notice = entry.notice
+        self.notice_languages = entry.notice_langs
+        # Should the controller fail during the notice, the fail-safe replays it in these.
+        await self.agi.set_variable(var.NOTICE_LANGS, "&".join(self.notice_languages))
         closed = bool(entry.schedule) and not is_open(
             self.journey.schedules[entry.schedule], datetime.now(UTC)
         )
@@ -161,4 +165,15 @@ async def handle(agi: AgiChannel, ctx: HandlerContext) -> None:
         recording_path=f"{recording}.wav" if recording else None,
         source=Source.CONTROLLER,
     )
-    await InboundCall(agi, ctx, ctx.journey(), did).run()
+    try:
+        await InboundCall(agi, ctx, ctx.journey(), did).run()
+    except NoticeFailed as exc:
+        await notice_failed(agi, ctx, agi.unique_id, exc)
+
+
+async def notice_failed(agi: AgiChannel, ctx: HandlerContext, call_id: str,
+                        exc: NoticeFailed) -> None:
+    """No notice could be played: no operator may ring. The dialplan raises IvrNoticeFailed,
+    marks the CDR and hangs up with a cause ([ivr-notice-failed])."""
+    await ctx.calls.disposed(call_id, Disposition.NOTICE_FAILED, exc.problem)
+    await agi.set_variable(var.ACTION, var.ACTION_NOTICE_FAILED)

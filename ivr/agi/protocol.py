@@ -24,6 +24,15 @@ class AgiHangup(AgiError):
     """The caller hung up: stop deciding, nothing is wrong."""
 
 
+class AgiPlaybackError(AgiError):
+    """Asterisk answered STREAM FILE with a failure (result=-1 on a live channel)."""
+
+    def __init__(self, path: str, line: str):
+        self.path = path
+        self.line = line
+        super().__init__(f"Asterisk could not play {path}: {line}")
+
+
 class AgiProtocolError(AgiError):
     """The peer sent something that is not AGI (a port scan, a health check, garbage)."""
 
@@ -33,6 +42,13 @@ class AgiResult:
     code: int
     result: str
     data: str
+    line: str = ""
+
+    @property
+    def endpos(self) -> int | None:
+        """STREAM FILE's `endpos=`: the sample the playback stopped at (0: nothing played)."""
+        match = _ENDPOS.search(self.line)
+        return int(match.group(1)) if match else None
 
     @property
     def value(self) -> int:
@@ -76,6 +92,7 @@ def quote(arg: str) -> str:
 
 
 _RESULT = re.compile(r"^(\d{3})[ -]")
+_ENDPOS = re.compile(r"\bendpos=(\d+)")
 
 
 class AgiChannel:
@@ -137,7 +154,7 @@ class AgiChannel:
         if code != 200:
             raise AgiError(f"{text!r} failed: {line}")
         result, data = parsed.get("result", ("", ""))
-        return AgiResult(code=code, result=result, data=data)
+        return AgiResult(code=code, result=result, data=data, line=line)
 
     async def get_variable(self, name: str) -> str | None:
         res = await self.command(f"GET VARIABLE {name}")
@@ -148,12 +165,18 @@ class AgiChannel:
 
     async def stream_file(self, path: str, escape_digits: str = "") -> str | None:
         """Play a prompt; with no escape digits it cannot be skipped. Returns the key pressed."""
+        res = await self.stream(path, escape_digits)
+        return chr(res.value) if res.value > 0 else None
+
+    async def stream(self, path: str, escape_digits: str = "") -> AgiResult:
+        """STREAM FILE; raises AgiHangup if the caller left, AgiPlaybackError if Asterisk
+        could not play the file (it answers `result=-1 endpos=0` for a missing file)."""
         res = await self.command(f"STREAM FILE {quote(path)} {quote(escape_digits)}")
         if res.value < 0:
             # -1 is either a hang-up during playback or a file Asterisk could not open.
             await self.command("CHANNEL STATUS")
-            raise AgiError(f"Asterisk could not play {path}")
-        return chr(res.value) if res.value > 0 else None
+            raise AgiPlaybackError(path, res.line)
+        return res
 
     async def verbose(self, message: str, level: int = 3) -> None:
         await self.command(f"VERBOSE {quote(message)} {level}")

@@ -6,6 +6,8 @@ from __future__ import annotations
 from ivr.agi import variables as var
 from ivr.agi.context import HandlerContext
 from ivr.agi.desk import queue_to_desk
+from ivr.agi.inbound import notice_failed
+from ivr.agi.notice import NoticeFailed, play_notice
 from ivr.agi.protocol import AgiChannel
 from ivr.model import Disposition
 
@@ -33,9 +35,12 @@ async def handle(agi: AgiChannel, ctx: HandlerContext) -> None:
         assert journey is not None
         target = journey.desks[route.desk]
         if target.notice and target.notice != ctx.notice:
-            await ctx.calls.notice_started(call_id, target.notice)
-            await agi.stream_file(ctx.prompts.path(target.notice, language), "")
-            await ctx.calls.notice_finished(call_id)
+            try:
+                await play_notice(agi, ctx.calls, call_id, ctx.prompts, target.notice,
+                                  [language])
+            except NoticeFailed as exc:
+                await notice_failed(agi, ctx, call_id, exc)
+                return
         await agi.set_variable(var.OVERFLOWS, str(hops + 1))
         await queue_to_desk(agi, ctx.calls, call_id, route.desk, target,
                             reason=f"overflow from {desk} ({status})")

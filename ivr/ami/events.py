@@ -33,6 +33,24 @@ class Failsafe:
 
 
 @dataclass(frozen=True)
+class NoticeFallback:
+    """UserEvent IvrNoticeFallback: the dialplan played the fallback notice instead."""
+
+    call_id: str
+    prompt: str
+    problem: str
+
+
+@dataclass(frozen=True)
+class NoticeFailed:
+    """UserEvent IvrNoticeFailed: no notice could be played; the call is hung up."""
+
+    call_id: str
+    source: str  # "controller" (already recorded by it) or "dialplan" (fail-safe path)
+    problem: str
+
+
+@dataclass(frozen=True)
 class QueueResult:
     call_id: str
     queue: str
@@ -89,6 +107,8 @@ class Hangup:
 AmiEvent = (
     CallStart
     | Failsafe
+    | NoticeFallback
+    | NoticeFailed
     | QueueResult
     | QueueCallerJoin
     | AgentCalled
@@ -118,6 +138,10 @@ def parse_event(msg: Mapping[str, str]) -> AmiEvent | None:
             )
         if kind == "IvrFailsafe":
             return Failsafe(get("CallId", ""), get("AgiStatus", ""), get("Action", ""))
+        if kind == "IvrNoticeFallback":
+            return NoticeFallback(get("CallId", ""), get("Prompt", ""), get("Problem", ""))
+        if kind == "IvrNoticeFailed":
+            return NoticeFailed(get("CallId", ""), get("Source", ""), get("Problem", ""))
         if kind == "IvrQueueResult":
             return QueueResult(get("CallId", ""), get("Queue", ""), get("Status", ""))
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from ivr.ami import events as ev
-from ivr.model import Source
+from ivr.model import Disposition, Source
 from ivr.service import CallService
 
 log = logging.getLogger("ivr.tracker")
@@ -26,6 +26,15 @@ class CallTracker:
                 if await self.calls.is_known(call_id):
                     reason = f"agi={status or '-'} action={action or '-'}"
                     await self.calls.failsafe(call_id, reason)
+            case ev.NoticeFallback(call_id=call_id, prompt=prompt, problem=problem):
+                if await self.calls.is_known(call_id):
+                    await self.calls.notice_failed(call_id, prompt, "", problem)
+                    await self.calls.notice_fallback(call_id, prompt, "fallback/notice")
+            case ev.NoticeFailed(call_id=call_id, source=source, problem=problem):
+                # The controller records its own failures as they happen.
+                if source != "controller" and await self.calls.is_known(call_id):
+                    await self.calls.notice_failed(call_id, "fallback/notice", "", problem)
+                    await self.calls.disposed(call_id, Disposition.NOTICE_FAILED, problem)
             case ev.QueueCallerJoin(call_id=call_id, queue=queue, position=position):
                 if await self.calls.is_known(call_id):
                     await self.calls.queue_joined(call_id, queue, position)

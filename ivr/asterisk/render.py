@@ -11,6 +11,7 @@ import jinja2
 from ivr.config import Config
 from ivr.credentials import Secrets
 from ivr.journey import Desk, Journey
+from ivr.notice import failsafe_notice_languages, fallback_path
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "asterisk"
 
@@ -102,6 +103,9 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
         "prompts_dir": config.prompts_dir,
         "language": config.prompts.language,
         "notice": config.prompts.notice,
+        "notice_languages": "&".join(failsafe_notice_languages(journey,
+                                                               config.prompts.language)),
+        "fallback_notice": fallback_path(config.prompts_dir).with_suffix(""),
         "failsafe": config.prompts.failsafe,
         "default_desk": desk.default,
         "default_wait": 600,

@@ -16,6 +16,8 @@ def decide_outcome(
     the caller was when they hung up."""
     if connected:
         return Outcome.ANSWERED
+    if disposition == Disposition.NOTICE_FAILED:
+        return Outcome.FAILED
     if disposition == Disposition.CLOSED:
         return Outcome.CLOSED_HOURS
     if disposition == Disposition.OVERFLOW or queue_status in OVERFLOW_STATUSES:

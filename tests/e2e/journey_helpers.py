@@ -19,9 +19,14 @@ def seconds(stack: Stack, prompt: str, lang: str = "ja") -> float:
     return wav_duration(stack.data / "prompts" / lang / f"{prompt}.wav")
 
 
+def notice_seconds(stack: Stack, prompt: str = "notice") -> float:
+    """The main entry's notice: Japanese, then English (notice_languages: [ja, en])."""
+    return seconds(stack, prompt, "ja") + seconds(stack, prompt, "en")
+
+
 def language_menu_at(stack: Stack) -> float:
     """When, after the answer, the language menu is playing (greeting and notice done)."""
-    return seconds(stack, "welcome") + seconds(stack, "notice") + 1.2
+    return seconds(stack, "welcome") + notice_seconds(stack) + 1.2
 
 
 def check_answered(record: dict, desk: str, operator: str, phone: SippPeer) -> None:

@@ -14,6 +14,7 @@ from tests.e2e.journey_helpers import (
     check_answered,
     language_menu_at,
     not_rung,
+    notice_seconds,
     seconds,
     ts,
 )
@@ -81,8 +82,8 @@ def test_each_branch_reaches_its_desk(stack):
 
     # A key pressed during the notice neither skips it nor counts as a menu choice.
     first = by_caller(stack, "0311000001")
-    assert ts(first["notice_ended_at"]) - ts(first["notice_started_at"]) >= seconds(
-        stack, "notice") - 0.2
+    assert ts(first["notice_ended_at"]) - ts(first["notice_started_at"]) >= notice_seconds(
+        stack) - 0.2
 
     message = by_caller(stack, "0311000005")
     assert message["outcome"] == "message"
@@ -101,7 +102,7 @@ def test_invalid_key_no_input_and_hangup_in_menu(stack):
     # No key at the language menu: (prompt + 2 s + no-input feedback) twice, then the default
     # route (Japanese, main menu).
     round_ = seconds(stack, "language_select") + 2 + seconds(stack, "no_input")
-    default_main = seconds(stack, "welcome") + seconds(stack, "notice") + 2 * round_ + 1.5
+    default_main = seconds(stack, "welcome") + notice_seconds(stack) + 2 * round_ + 1.5
     invalid = stack.caller("0322000001", MAIN, keys=[(t, "1"), (main_at, "7"),
                                                      (invalid_then, "2")],
                            hangup_after=invalid_then + 8)
