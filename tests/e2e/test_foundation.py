@@ -128,14 +128,20 @@ def test_recorded_call_reaches_operator_after_notice(stack):
 
 
 def test_caller_hanging_up_during_notice_is_abandoned_in_menu(stack):
-    caller = stack.caller("0399990000", DID, hangup_after=2)
+    operator = stack.operator("op1001")
+    started = time.time()
+    # Half-way through the notice: after the greeting (welcome), before the notice's end.
+    welcome = wav_duration(stack.data / "prompts" / "ja" / "welcome.wav")
+    caller = stack.caller("0399990000", DID, hangup_after=welcome + notice_seconds(stack) / 2)
     assert caller.wait(60).returncode == 0
     record = stack.call_record(
         lambda c: c["caller"] == "0399990000" and c["outcome"], timeout=30,
         what="abandoned call",
     )
     assert record["outcome"] == "abandoned_in_menu"
+    assert record["notice_started_at"] is not None, "the caller left before the notice began"
     assert record["notice_ended_at"] is None
+    assert not operator.invites_received(since=started, caller="0399990000")
     assert record["queue_joined_at"] is None
     assert record["operator"] is None
     wait_until(lambda: [c for c in stack.calls(False)
@@ -148,13 +154,16 @@ def test_failsafe_when_controller_is_down(stack):
     try:
         operator = stack.operator("op1001")
         started = time.time()
-        caller = stack.caller("0311112222", DID, hangup_after=notice_seconds(stack) + 7)
+        # Not knowing the entry, the fail-safe plays the notice in every entry's notice
+        # languages: Japanese, then English.
+        both = notice_seconds(stack) + wav_duration(stack.data / "prompts" / "en" / "notice.wav")
+        caller = stack.caller("0311112222", DID, hangup_after=both + 7)
         result = caller.wait(90)
         assert result.returncode == 0, (result.workdir / "screen.log").read_text()[-2000:]
         invites = operator.invites_received(since=started)
         assert invites, "with the controller down the operator never rang"
         # The notice played in full before the operator rang.
-        assert invites[0] - started >= notice_seconds(stack)
+        assert invites[0] - started >= both
     finally:
         stack.start_controller()
 

@@ -1,0 +1,66 @@
+"""Finding a prompt in a recording by normalised cross-correlation, and turning a position
+in the caller's heard leg (MixMonitor `-tx.wav`) into wall-clock time from SIPp's trace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tests.e2e.stack import SippPeer
+
+RATE = 8000
+
+
+@dataclass(frozen=True)
+class Match:
+    start: float  # seconds into the recording where the template begins
+    end: float  # ... and where it ends
+    peak: float  # normalised cross-correlation at the match, 1.0 = identical shape
+    runner_up: float  # best value more than a template's length away from the match
+
+
+def find(signal: np.ndarray, template: np.ndarray, rate: int = RATE) -> Match:
+    """The best alignment of `template` in `signal` (both mono, same rate): Pearson
+    correlation of the template with each window of the signal, computed with FFTs."""
+    x = np.asarray(signal, dtype=np.float64)
+    t = np.asarray(template, dtype=np.float64)
+    n = len(t)
+    if len(x) < n:
+        raise AssertionError(f"recording ({len(x) / rate:.2f} s) shorter than the template "
+                             f"({n / rate:.2f} s)")
+    t = t - t.mean()
+    t /= np.linalg.norm(t)
+    size = 1 << int(np.ceil(np.log2(len(x) + n)))
+    corr = np.fft.irfft(np.fft.rfft(x, size) * np.conj(np.fft.rfft(t, size)), size)
+    corr = corr[:len(x) - n + 1]
+    c1 = np.concatenate(([0.0], np.cumsum(x)))
+    c2 = np.concatenate(([0.0], np.cumsum(x * x)))
+    s1 = c1[n:] - c1[:-n]
+    s2 = c2[n:] - c2[:-n]
+    energy = np.sqrt(np.maximum(s2 - s1 * s1 / n, 0.0))
+    ncc = np.where(energy > 1e-6 * np.sqrt(n), corr / np.maximum(energy, 1e-12), 0.0)
+    best = int(np.argmax(ncc))
+    far = np.abs(np.arange(len(ncc)) - best) > n
+    runner_up = float(ncc[far].max()) if far.any() else 0.0
+    return Match(best / rate, (best + n) / rate, float(ncc[best]), runner_up)
+
+
+def answered_at(caller: SippPeer) -> float:
+    """When the caller received the 200 OK to its INVITE (SIPp's clock)."""
+    for t, what, body in caller.messages():
+        if "received" in what and "SIP/2.0 200" in what and "INVITE" in _cseq(body):
+            return t
+    raise AssertionError(f"no 200 OK to the INVITE in {caller.workdir}")
+
+
+def bye_at(caller: SippPeer) -> float:
+    """When the call ended: the BYE the caller sent or received."""
+    for t, what, _body in reversed(caller.messages()):
+        if "| BYE " in what:
+            return t
+    raise AssertionError(f"no BYE in {caller.workdir}")
+
+
+def _cseq(body: str) -> str:
+    return next((x for x in body.splitlines() if x.lower().startswith("cseq:")), "")
