@@ -105,6 +105,7 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
         "notice": config.prompts.notice,
         "notice_languages": "&".join(failsafe_notice_languages(journey,
                                                                config.prompts.language)),
+        "notice_guard": 0.5,
         "fallback_notice": fallback_path(config.prompts_dir).with_suffix(""),
         "failsafe": config.prompts.failsafe,
         "default_desk": desk.default,

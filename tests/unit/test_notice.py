@@ -328,3 +328,26 @@ async def test_cdr_import_reads_notice_failure_and_old_rows(service, tmp_path):
     assert record.outcome == "failed" and record.failsafe
     failed = [e for e in await service.events("b.1") if e["kind"] == "notice_failed"]
     assert "fallback/notice: Playback FAILED" in failed[0]["data"]["problem"]
+
+
+# Dialplan functions and the module that provides each (Asterisk 22).
+FUNCTION_MODULES = {"CALLERID": "func_callerid", "CDR": "func_cdr", "CSV_QUOTE": "func_strings",
+                    "CUT": "func_cut", "IF": "func_logic", "STRFTIME": "func_strings",
+                    "CHANNEL": "func_channel", "LOCAL": "app_stack"}
+
+
+def test_every_dialplan_function_is_loaded():
+    """A function whose module is not loaded expands to nothing: the fail-safe once played no
+    notice at all because CUT() was missing."""
+    import re
+
+    modules = (PROJECT / "asterisk" / "modules.conf.j2").read_text()
+    used = set()
+    for path in (PROJECT / "asterisk").glob("*.conf.j2"):
+        used |= set(re.findall(r"\$\{([A-Z_]+)\(", path.read_text()))
+        used |= set(re.findall(r"[(,]([A-Z_]+)\(", path.read_text())) & set(FUNCTION_MODULES)
+    assert used, "no dialplan functions found"
+    unknown = used - set(FUNCTION_MODULES)
+    assert not unknown, f"add the module of {unknown} to FUNCTION_MODULES"
+    for name in sorted(used):
+        assert f"load => {FUNCTION_MODULES[name]}.so" in modules, name
