@@ -351,3 +351,45 @@ def test_every_dialplan_function_is_loaded():
     assert not unknown, f"add the module of {unknown} to FUNCTION_MODULES"
     for name in sorted(used):
         assert f"load => {FUNCTION_MODULES[name]}.so" in modules, name
+
+
+def test_ivr_setup_and_run_refuse_an_unusable_notice(tmp_path, monkeypatch):
+    """`ivr run` and `ivr setup` share prepare(): a cached notice that is not audio (rendering
+    keeps it, its text did not change) stops start-up with prompt, language and path."""
+    from ivr.cli import main
+
+    config = tmp_path / "ivr.toml"
+    config.write_text(f'[server]\ndata_dir = "{tmp_path / "var"}"\n'
+                      f'[prompts]\ntexts = "{PROJECT / "prompts" / "prompts.yaml"}"\n'
+                      f'[journey]\ndir = "{PROJECT / "dialplan"}"\n'
+                      '[desk]\ndefault = "support"\n'
+                      + "".join(f'[[operators]]\nendpoint = "{op}"\n' for op in OPERATORS))
+    prompts = tmp_path / "var" / "prompts"
+    all_notices(prompts)
+    (prompts / "en" / "notice.wav").write_bytes(b"RIFF....garbage")
+    monkeypatch.setattr("ivr.setup.render_all_prompts", lambda config: 0)
+    for command in ("setup", "run"):
+        result = CliRunner().invoke(main, [command, "-c", str(config)])
+        assert result.exit_code == 2, result.output
+        assert "'notice' [en]" in result.output
+        assert str(prompts / "en" / "notice.wav") in result.output
+
+
+async def test_tracker_records_dialplan_notice_failure_once(service):
+    from ivr.ami.events import NoticeFailed, NoticeFallback, parse_event
+    from ivr.ami.tracker import CallTracker
+    from ivr.model import Source
+
+    assert parse_event({"Event": "UserEvent", "UserEvent": "IvrNoticeFailed", "CallId": "x",
+                        "Source": "dialplan", "Problem": "p"}) == NoticeFailed("x", "dialplan",
+                                                                                "p")
+    await service.call_started("x", caller=None, did=None, recording_path=None,
+                               source=Source.AMI)
+    tracker = CallTracker(service)
+    await tracker.handle(NoticeFallback("x", "ja/notice", "ja/notice: Playback FAILED"))
+    await tracker.handle(NoticeFailed("x", "controller", "already recorded"))
+    await tracker.handle(NoticeFailed("x", "dialplan", "fallback/notice: Playback FAILED"))
+    kinds = [e["kind"] for e in await service.events("x")]
+    assert kinds.count("notice_failed") == 2 and "notice_fallback" in kinds
+    ended = await service.hung_up("x", 41, "Temporary failure")
+    assert ended.outcome == Outcome.FAILED
