@@ -20,12 +20,20 @@ class Match:
     runner_up: float  # best value more than a template's length away from the match
 
 
+LEAD_IN = 0.5  # seconds a template may start before the recording does
+
+
 def find(signal: np.ndarray, template: np.ndarray, rate: int = RATE) -> Match:
     """The best alignment of `template` in `signal` (both mono, same rate): Pearson
-    correlation of the template with each window of the signal, computed with FFTs."""
-    x = np.asarray(signal, dtype=np.float64)
+    correlation of the template with each window of the signal, computed with FFTs.
+
+    A prompt that started playing a few milliseconds before MixMonitor wrote its first
+    frame (the fail-safe plays the notice at once) begins before the recording: the signal
+    is preceded by up to LEAD_IN s of zeros, and such a match has a negative start."""
     t = np.asarray(template, dtype=np.float64)
     n = len(t)
+    pad = min(n - 1, int(LEAD_IN * rate))
+    x = np.concatenate((np.zeros(pad), np.asarray(signal, dtype=np.float64)))
     if len(x) < n:
         raise AssertionError(f"recording ({len(x) / rate:.2f} s) shorter than the template "
                              f"({n / rate:.2f} s)")
@@ -43,7 +51,7 @@ def find(signal: np.ndarray, template: np.ndarray, rate: int = RATE) -> Match:
     best = int(np.argmax(ncc))
     far = np.abs(np.arange(len(ncc)) - best) > n
     runner_up = float(ncc[far].max()) if far.any() else 0.0
-    return Match(best / rate, (best + n) / rate, float(ncc[best]), runner_up)
+    return Match((best - pad) / rate, (best - pad + n) / rate, float(ncc[best]), runner_up)
 
 
 def answered_at(caller: SippPeer) -> float:
