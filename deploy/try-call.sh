@@ -6,7 +6,7 @@
 #   deploy/try-call.sh [CALLER] [DID] [SECONDS] [KEYS]
 # The default DID is not in the example journey, so the caller goes straight to the support
 # desk after greeting and notice. The main number 0501234567 asks for a language, then a desk:
-#   deploy/try-call.sh 0312345678 0501234567 30 "12.6:1 14.1:1"     (Japanese, sales)
+#   deploy/try-call.sh 0312345678 0501234567 36 "18.8:1 20.3:1"     (Japanese, sales)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROJECT=$(pwd)

@@ -249,6 +249,8 @@ def test_c_controller_plays_fallback_when_notice_is_missing(stack):
     assert failed["data"]["prompt"] == "ja/notice"
     assert "result=-1" in failed["data"]["problem"]
     kinds = [e["kind"] for e in events]
+    # The controller's decision stands: no fail-safe although one STREAM FILE failed.
+    assert "failsafe" not in kinds and record["failsafe"] is False, kinds
     assert kinds.index("notice_fallback") < kinds.index("notice_finished") < kinds.index(
         "operator_ringing")
 

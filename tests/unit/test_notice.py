@@ -177,6 +177,10 @@ def test_failsafe_dialplan_checks_playback_status_and_never_queues_without_notic
     assert "UserEvent(IvrNoticeFailed" in contexts["ivr-notice-failed"]
     assert "Hangup(" in contexts["ivr-notice-failed"]
     assert "IVR_NOTICE_LANGS = ja&en" in text
+    # A failed STREAM FILE leaves AGISTATUS=FAILURE even though the controller went on and
+    # answered (fallback notice played, desk chosen): its IVR_ACTION decides, not AGISTATUS.
+    for name in ("ivr-inbound", "ivr-queue"):
+        assert "AGISTATUS" not in contexts[name], name
     assert f"IVR_FALLBACK_NOTICE = {config.prompts_dir / 'fallback' / 'notice'}\n" in text
 
 
