@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from ivr.agi import variables as var
 from ivr.agi.context import HandlerContext
 from ivr.agi.desk import queue_to_desk
-from ivr.agi.notice import NoticeFailed, play_notice
+from ivr.agi.notice import NoticeFailed, end_without_notice, play_notice
 from ivr.agi.protocol import AgiChannel
 from ivr.journey import MAX_MENU_STEPS, Journey, Menu, Route
 from ivr.model import Disposition, Source
@@ -168,12 +168,4 @@ async def handle(agi: AgiChannel, ctx: HandlerContext) -> None:
     try:
         await InboundCall(agi, ctx, ctx.journey(), did).run()
     except NoticeFailed as exc:
-        await notice_failed(agi, ctx, agi.unique_id, exc)
-
-
-async def notice_failed(agi: AgiChannel, ctx: HandlerContext, call_id: str,
-                        exc: NoticeFailed) -> None:
-    """No notice could be played: no operator may ring. The dialplan raises IvrNoticeFailed,
-    marks the CDR and hangs up with a cause ([ivr-notice-failed])."""
-    await ctx.calls.disposed(call_id, Disposition.NOTICE_FAILED, exc.problem)
-    await agi.set_variable(var.ACTION, var.ACTION_NOTICE_FAILED)
+        await end_without_notice(agi, ctx.calls, agi.unique_id, exc)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from ivr.agi import variables as var
 from ivr.agi.context import Prompts
 from ivr.agi.protocol import AgiChannel, AgiPlaybackError
+from ivr.model import Disposition
 from ivr.service import CallService
 
 
@@ -70,3 +71,11 @@ async def play_notice(
     # Tell the dialplan first: should we die now, the fail-safe path must not replay it.
     await agi.set_variable(var.NOTICE_DONE, "1")
     await calls.notice_finished(call_id)
+
+
+async def end_without_notice(agi: AgiChannel, calls: CallService, call_id: str,
+                             exc: NoticeFailed) -> None:
+    """No notice could be played, so no operator may ring: the dialplan's
+    [ivr-notice-failed] raises IvrNoticeFailed, marks the CDR and hangs up with a cause."""
+    await calls.disposed(call_id, Disposition.NOTICE_FAILED, exc.problem)
+    await agi.set_variable(var.ACTION, var.ACTION_NOTICE_FAILED)

@@ -6,8 +6,7 @@ from __future__ import annotations
 from ivr.agi import variables as var
 from ivr.agi.context import HandlerContext
 from ivr.agi.desk import queue_to_desk
-from ivr.agi.inbound import notice_failed
-from ivr.agi.notice import NoticeFailed, play_notice
+from ivr.agi.notice import NoticeFailed, end_without_notice, play_notice
 from ivr.agi.protocol import AgiChannel
 from ivr.model import Disposition
 
@@ -39,7 +38,7 @@ async def handle(agi: AgiChannel, ctx: HandlerContext) -> None:
                 await play_notice(agi, ctx.calls, call_id, ctx.prompts, target.notice,
                                   [language])
             except NoticeFailed as exc:
-                await notice_failed(agi, ctx, call_id, exc)
+                await end_without_notice(agi, ctx.calls, call_id, exc)
                 return
         await agi.set_variable(var.OVERFLOWS, str(hops + 1))
         await queue_to_desk(agi, ctx.calls, call_id, route.desk, target,
