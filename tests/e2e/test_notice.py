@@ -277,3 +277,24 @@ def assert_no_operator_controller(stack: Stack, record: dict, started: float) ->
     assert '"failed: ja/notice: ' in row, row
     log = (stack.data / "asterisk" / "log" / "messages.log").read_text(errors="replace")
     assert any("IvrNoticeFailed" in x and record["id"] in x for x in log.splitlines())
+
+
+# ---- (e) a bilingual entry: the notice in Japanese, then English, before the choice ----
+
+def test_e_bilingual_entry_plays_both_languages_before_the_language_menu(stack):
+    main = "0501234567"  # the example's main number: notice_languages [ja, en]
+    menu_at = (seconds(stack, "welcome") + seconds(stack, "notice", "ja")
+               + seconds(stack, "notice", "en"))
+    caller = stack.caller("0355550007", main, hangup_after=menu_at + 3)
+    assert caller.wait(60).returncode == 0
+    record = stack.call_record(lambda c: c["caller"] == "0355550007" and c["recording_sha256"],
+                               timeout=60, what="bilingual call")
+    menu_start = template(stack, "ja/language_select")[:2 * 8000]
+    figures = heard(stack, caller, record, {
+        "welcome": template(stack, "ja/welcome"), "ja": template(stack, "ja/notice"),
+        "en": template(stack, "en/notice"), "language_select": menu_start}, "e")
+    m = figures["matches"]
+    assert m["ja"]["start"] >= m["welcome"]["end"] - 0.05
+    assert m["en"]["start"] >= m["ja"]["end"] - 0.05
+    assert m["language_select"]["start"] >= m["en"]["end"] - 0.05
+    assert record["outcome"] == "abandoned_in_menu" and not record["menu_path"]
