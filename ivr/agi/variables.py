@@ -10,6 +10,8 @@ QUEUE_TIMEOUT = "IVR_QUEUE_TIMEOUT"
 HANGUP_CAUSE = "IVR_HANGUP_CAUSE"
 LANGUAGE = "IVR_LANG"
 OVERFLOWS = "IVR_OVERFLOWS"
+JOURNEY = "IVR_JOURNEY"  # the version of the journey the call started with
+FAILSAFE_DONE = "IVR_FAILSAFE_DONE"
 
 # Values of ACTION the dialplan's [ivr-action] context knows.
 ACTION_QUEUE = "queue"

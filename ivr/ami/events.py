@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 def _endpoint(interface: str) -> str:
@@ -23,6 +23,7 @@ class CallStart:
     caller: str
     did: str
     recording: str
+    at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Failsafe:
     call_id: str
     agi_status: str
     action: str
+    at: float | None = None  # Asterisk's own time of the event (timestampevents)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class QueueResult:
     call_id: str
     queue: str
     status: str
+    at: float | None = None  # Asterisk's own time of the event (timestampevents)
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class QueueCallerJoin:
     call_id: str
     queue: str
     position: int
+    at: float | None = None  # Asterisk's own time of the event (timestampevents)
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class AgentCalled:
     call_id: str
     queue: str
     operator: str
+    at: float | None = None  # Asterisk's own time of the event (timestampevents)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class AgentConnect:
     operator: str
     hold_time: int
     ring_time: int
+    at: float | None = None  # Asterisk's own time of the event (timestampevents)
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,7 @@ class AgentComplete:
     queue: str
     operator: str
     reason: str  # "caller", "agent" or "transfer"
+    at: float | None = None  # Asterisk's own time of the event (timestampevents)
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class QueueCallerAbandon:
     call_id: str
     queue: str
     hold_time: int
+    at: float | None = None  # Asterisk's own time of the event (timestampevents)
 
 
 @dataclass(frozen=True)
@@ -84,10 +92,34 @@ class Hangup:
     channel: str
     cause: int
     cause_text: str
+    at: float | None = None  # Asterisk's own time of the event (timestampevents)
+
+
+@dataclass(frozen=True)
+class HangupSource:
+    """UserEvent IvrHangup from the caller channel's hangup handler: which channel ended the
+    call (CHANNEL(hangupsource)), compared with the caller's own channel."""
+
+    call_id: str
+    channel: str
+    source: str
+    at: float | None = None
+
+    @property
+    def side(self) -> str:
+        """'caller' (their own channel hung up), 'operator' (another SIP channel's hang-up
+        ended the bridge) or 'system' (the dialplan's Hangup(), measured as
+        'dialplan/builtin', or no source at all)."""
+        if self.source and self.source == self.channel:
+            return "caller"
+        if self.source.startswith("PJSIP/"):
+            return "operator"
+        return "system"
 
 
 AmiEvent = (
     CallStart
+    | HangupSource
     | Failsafe
     | QueueResult
     | QueueCallerJoin
@@ -106,8 +138,23 @@ def _int(value: str | None) -> int:
         return 0
 
 
+def _timestamp(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
 def parse_event(msg: Mapping[str, str]) -> AmiEvent | None:
     """Turn one AMI message into a typed event; None for events the controller ignores."""
+    event = _parse(msg)
+    at = _timestamp(msg.get("Timestamp"))
+    if event is None or at is None:
+        return event
+    return replace(event, at=at)
+
+
+def _parse(msg: Mapping[str, str]) -> AmiEvent | None:
     name = msg.get("Event", "")
     get = msg.get
     if name == "UserEvent":
@@ -118,6 +165,9 @@ def parse_event(msg: Mapping[str, str]) -> AmiEvent | None:
             )
         if kind == "IvrFailsafe":
             return Failsafe(get("CallId", ""), get("AgiStatus", ""), get("Action", ""))
+        if kind == "IvrHangup":
+            # The channel fields of a UserEvent are Asterisk's own, never caller text.
+            return HangupSource(get("Uniqueid", ""), get("Channel", ""), get("Source", ""))
         if kind == "IvrQueueResult":
             return QueueResult(get("CallId", ""), get("Queue", ""), get("Status", ""))
         return None

@@ -104,7 +104,8 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
         "notice": config.prompts.notice,
         "failsafe": config.prompts.failsafe,
         "default_desk": desk.default,
-        "default_wait": 600,
+        # The fail-safe path waits at the default desk as long as the desk itself says.
+        "default_wait": journey.desks[desk.default].max_wait,
         "split_legs": config.recording.split_legs,
         "desks": desk_context(journey, desk.default),
     }

@@ -44,6 +44,7 @@ UPDATABLE = frozenset(
 class CallStore:
     def __init__(self, db: Database):
         self.db = db
+        self._state: dict[tuple[str, str], str] = {}  # stand-in until the store has node_state
 
     async def ensure_call(
         self,
@@ -104,16 +105,33 @@ class CallStore:
         ) as cur:
             return [CallRecord.from_row(r) for r in await cur.fetchall()]
 
-    async def open_calls(self) -> list[CallRecord]:
+    async def open_calls(self, node: str | None = None) -> list[CallRecord]:
         async with self.db.conn.execute(
-            "SELECT * FROM calls WHERE ended_at IS NULL ORDER BY started_at"
+            "SELECT * FROM calls WHERE ended_at IS NULL AND (? IS NULL OR node = ?) "
+            "ORDER BY started_at", (node, node)
         ) as cur:
             return [CallRecord.from_row(r) for r in await cur.fetchall()]
 
-    async def unfinalised_recordings(self) -> list[CallRecord]:
+    async def finish_call(self, call_id: str, decide: Any) -> CallRecord | None:
+        """Close a call once: decide(record, events) -> values, applied in one transaction."""
+        record = await self.get(call_id)
+        if record is None or record.ended_at is not None:
+            return None
+        values = decide(record, await self.events(call_id))
+        await self.update(call_id, **values)
+        return await self.get(call_id)
+
+    async def get_state(self, node: str, key: str) -> str | None:
+        return self._state.get((node, key))
+
+    async def set_state(self, node: str, key: str, value: str) -> None:
+        self._state[(node, key)] = value
+
+    async def unfinalised_recordings(self, node: str | None = None) -> list[CallRecord]:
         async with self.db.conn.execute(
             "SELECT * FROM calls WHERE ended_at IS NOT NULL AND recording_path IS NOT NULL "
-            "AND recording_sha256 IS NULL ORDER BY started_at"
+            "AND recording_sha256 IS NULL AND (? IS NULL OR node = ?) ORDER BY started_at",
+            (node, node)
         ) as cur:
             return [CallRecord.from_row(r) for r in await cur.fetchall()]
 
