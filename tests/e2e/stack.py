@@ -388,8 +388,10 @@ dir = "{self.journey_dir}"
         *,
         hangup_after: float | None = None,
         keys: list[tuple[float, str]] | None = None,
+        accept_bye: bool = False,
     ) -> SippPeer:
-        """A customer call; hangup_after=None waits for Asterisk to hang up."""
+        """A customer call; hangup_after=None waits for Asterisk to hang up; accept_bye lets
+        Asterisk hang up before hangup_after (as deploy/try-call.sh does)."""
         workdir = self.root / f"sipp-caller-{len(self.peers)}"
         workdir.mkdir(parents=True, exist_ok=True)
         csv = workdir / "callers.csv"
@@ -397,7 +399,8 @@ dir = "{self.journey_dir}"
         # RTP for the whole call: up to the hang-up, or long enough for Asterisk to end it.
         caller_pcap(workdir / "caller.pcap", hangup_after or 240.0, keys)
         scenario = workdir / "caller.xml"
-        scenario.write_text(caller_scenario(pcap="caller.pcap", hangup_after=hangup_after))
+        scenario.write_text(caller_scenario(pcap="caller.pcap", hangup_after=hangup_after,
+                                            accept_bye=accept_bye))
         peer = SippPeer(
             workdir,
             [f"127.0.0.1:{self.ports['sip']}", "-sf", str(scenario), "-s", did,

@@ -81,6 +81,19 @@ def test_who_hung_up(stack):
         assert sources, f"no hangup source from Asterisk for {record['id']}"
 
 
+def test_try_call_scenario_accepts_the_servers_hangup(stack):
+    """deploy/try-call.sh's caller (accept_bye) calls a closed line for up to 60 s: the
+    server's BYE after the closed message ends the call as completed, not failed; and the
+    same caller still hangs up itself when the server does not."""
+    closed = stack.caller("0355000006", CLOSED, hangup_after=60, accept_bye=True)
+    itself = stack.caller("0355000007", TALK, hangup_after=notice(stack) + 3, accept_bye=True)
+    for peer in (closed, itself):
+        result = peer.wait(90)
+        assert result.returncode == 0, (peer.workdir / "screen.log").read_text()[-800:]
+    assert by_caller(stack, "0355000006")["hangup_by"] == "system"
+    assert by_caller(stack, "0355000007")["hangup_by"] == "caller"
+
+
 def test_overflow_then_hangup_in_second_queue_keeps_the_calls_journey(stack):
     """A caller overflows from 'first' to 'second' and hangs up there: abandoned_in_queue,
     not overflowed. A reload while they wait in 'first' changes first's overflow for new
