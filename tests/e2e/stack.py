@@ -205,7 +205,9 @@ class Stack:
             yaml.safe_dump(journey, allow_unicode=True, sort_keys=False))
 
     def write_config(self, operators: list[str], extra: str = "",
-                     journey: dict | None = None) -> None:
+                     journey: dict | None = None, shared_phone: bool = False) -> None:
+        """shared_phone: every operator endpoint's contact is one SIPp phone's address (app_queue
+        still tells them apart), for many simultaneous answered calls."""
         self.ports = {
             "sip": free_port(socket.SOCK_DGRAM),
             "ami": free_port(),
@@ -213,7 +215,9 @@ class Stack:
             "web": free_port(),
         }
         rtp = free_udp_pair_base()
-        self.operators = {op: free_port(socket.SOCK_DGRAM) for op in operators}
+        shared = free_port(socket.SOCK_DGRAM)
+        self.operators = {op: shared if shared_phone else free_port(socket.SOCK_DGRAM)
+                          for op in operators}
         ops = "\n".join(
             f'[[operators]]\nendpoint = "{op}"\nname = "Operator {op}"\n'
             f'contact = "sip:{op}@127.0.0.1:{port}"\n'
