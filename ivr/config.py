@@ -131,10 +131,25 @@ class RecordingConfig(_Section):
 
 class PromptConfig(_Section):
     texts: Path = Path("prompts/prompts.yaml")
+    # Asterisk's own sounds (queue announcements, digits) rendered per language.
+    sounds: Path = Path("prompts/asterisk-sounds.yaml")
     language: Literal["ja", "en"] = "ja"
     notice: str = "notice"
     failsafe: str = "failsafe"
     voices: dict[str, str] = Field(default_factory=dict)
+    # The TTS engine per language; unset languages keep the default (ja: openjtalk,
+    # en: espeak). Open JTalk speaks Japanese only.
+    engines: dict[Literal["ja", "en"], Literal["openjtalk", "espeak"]] = Field(
+        default_factory=dict
+    )
+
+    @field_validator("engines")
+    @classmethod
+    def _engines(cls, value: dict[str, str]) -> dict[str, str]:
+        for lang, engine in value.items():
+            if engine == "openjtalk" and lang != "ja":
+                raise ValueError(f"{lang}: Open JTalk speaks only Japanese; use espeak")
+        return value
 
 
 class DeskConfig(_Section):
@@ -289,7 +304,7 @@ def _check_files(config: Config, text: str) -> list[str]:
     if not texts.is_file():
         return [f"{where}prompts.texts: prompt text file {texts} does not exist"]
     try:
-        prompts = load_prompt_texts(texts)
+        prompts = load_prompt_texts(texts, engines=config.prompts.engines)
     except ValueError as exc:
         return [f"{where}prompts.texts: {exc}"]
     problems = []

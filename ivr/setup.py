@@ -26,7 +26,7 @@ class Prepared:
 
 def load_current_journey(config: Config) -> Journey:
     """The journey in dialplan/, checked against ivr.toml's operators, desk and prompts."""
-    texts = load_prompt_texts(config.path(config.prompts.texts))
+    texts = load_prompt_texts(config.path(config.prompts.texts), engines=config.prompts.engines)
     journey = load_journey(
         journey_files(config.journey_dir),
         operators=[o.endpoint for o in config.operators],
@@ -48,8 +48,11 @@ def journey_version(journey: Journey) -> str:
 
 def render_all_prompts(config: Config) -> int:
     """Render new or changed prompt texts (cached), then put admins' recordings in place."""
-    texts = load_prompt_texts(config.path(config.prompts.texts))
-    rendered = render_prompts(texts, config.prompts_dir, voices=dict(config.prompts.voices))
+    engines = dict(config.prompts.engines)
+    texts = load_prompt_texts(config.path(config.prompts.texts), engines=engines)
+    rendered = render_prompts(
+        texts, config.prompts_dir, voices=dict(config.prompts.voices), engines=engines
+    )
     apply_recordings(config)
     return len(rendered)
 
