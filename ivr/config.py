@@ -308,6 +308,18 @@ def _check_files(config: Config, text: str) -> list[str]:
     except ValueError as exc:
         return [f"{where}prompts.texts: {exc}"]
     problems = []
+    sounds = config.path(config.prompts.sounds)
+    line = _key_line(text, ("prompts", "sounds"))
+    where_s = f"line {line}: " if line else ""
+    if sounds.is_file():
+        from ivr.asterisk.sounds import load_sound_texts
+
+        try:
+            load_sound_texts(sounds)
+        except ValueError as exc:
+            problems.append(f"{where_s}prompts.sounds: {exc}")
+    elif "sounds" in config.prompts.model_fields_set:
+        problems.append(f"{where_s}prompts.sounds: file {sounds} does not exist")
     if not config.journey_dir.is_dir():
         line = _key_line(text, ("journey", "dir"))
         where_j = f"line {line}: " if line else ""

@@ -83,6 +83,8 @@ DEFAULT_VOICES: Final[Mapping[str, str]] = {"ja": "jpx/ja", "en": "gmw/en-us"}
 # line; these are slower but still sound like a person reading, not dictation.
 DEFAULT_RATES_WPM: Final[Mapping[str, int]] = {"ja": 170, "en": 150}
 OPENJTALK_SPEED: Final = 1.0
+# Edges of Asterisk's sound fragments, which it plays back to back.
+SOUND_EDGE_MS: Final = 60.0
 # Pause between the Japanese and the English part of a bilingual prompt.
 LANGUAGE_GAP_MS: Final = 500.0
 MANIFEST_NAME: Final = "manifest.json"
@@ -113,6 +115,7 @@ class _Item:
     dest: Path
     key: str
     segments: list[_Segment]
+    edge_ms: float = EDGE_SILENCE_MS
     job_refs: list[tuple[str, int]] = field(default_factory=list)
 
     @property
@@ -120,12 +123,13 @@ class _Item:
         return f"{self.lang}/{self.relname}"
 
 
-def _cache_key(segments: list[_Segment]) -> str:
+def _cache_key(segments: list[_Segment], edge_ms: float) -> str:
     material = {
         "pipeline": PIPELINE_VERSION,
         "rate": PROMPT_RATE,
         "peak_dbfs": TARGET_PEAK_DBFS,
         "segments": [[s.engine, s.voice, s.rate, s.text] for s in segments],
+        "edge_ms": edge_ms,
     }
     blob = json.dumps(material, ensure_ascii=False, sort_keys=True).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()
@@ -139,7 +143,9 @@ class _Plan:
         engines: Mapping[str, str] | None,
         voices: Mapping[str, str] | None,
         rates_wpm: Mapping[str, int] | None,
+        edge_ms: float = EDGE_SILENCE_MS,
     ) -> None:
+        self.edge_ms = edge_ms
         self.engine_for = resolve_engines(engines)
         self.voice_for = {**DEFAULT_VOICES, **(voices or {})}
         self.rate_for = {**DEFAULT_RATES_WPM, **(rates_wpm or {})}
@@ -219,13 +225,16 @@ def render_sound_set(
     force: bool = False,
 ) -> dict[str, Path]:
     """Render Asterisk sounds (``{"queue-thereare": text, "digits/3": text}``) in one
-    language to ``out_dir/<lang>/<sound>.wav``, cached like :func:`render_prompts`."""
+    language to ``out_dir/<lang>/<sound>.wav``, cached like :func:`render_prompts`.
+
+    Asterisk chains these fragments ("お客様は" "に" "番目に…"), so their edges of silence
+    are shorter than a prompt's."""
     specs: list[tuple[Any, str, str, str]] = []
     for sound, text in sounds.items():
         if not _SOUND_RE.match(sound):
             raise ValueError(f"sound name {sound!r} is not a safe file name")
         specs.append((sound, lang, sound, text))
-    plan = _Plan(engines, voices, None)
+    plan = _Plan(engines, voices, None, SOUND_EDGE_MS)
     return _render(specs, Path(out_dir), plan, timeout_s, force)
 
 
@@ -250,17 +259,17 @@ def _render(
                 segments = plan.segments(text, lang)
                 if not segments:
                     raise ValueError("text is empty")
-                key = _cache_key(segments)
+                key = _cache_key(segments, plan.edge_ms)
                 cached = not force and dest.is_file() and entry and entry.get("key") == key
                 if not cached:
                     # Only now find out whether the preferred engines can start.
                     segments = plan.segments(text, lang, fallback=True)
-                    key = _cache_key(segments)
+                    key = _cache_key(segments, plan.edge_ms)
                     cached = not force and dest.is_file() and entry and entry.get("key") == key
             except ValueError as e:
                 raise ValueError(f"prompt {relname!r} [{lang}]: {e}") from e
             if not cached:
-                todo.append(_Item(relname, lang, dest, key, segments))
+                todo.append(_Item(relname, lang, dest, key, segments, plan.edge_ms))
 
         if todo:
             try:
@@ -351,7 +360,7 @@ def _render_items(items: list[_Item], entries: dict[str, Any], timeout_s: float 
 def _finish(item: _Item, parts: list[Path]) -> float:
     """Turn the engines' parts into one trimmed, normalised 8 kHz prompt."""
     gap = np.zeros(round(PROMPT_RATE * LANGUAGE_GAP_MS / 1000.0), dtype=np.float32)
-    edge = np.zeros(round(PROMPT_RATE * EDGE_SILENCE_MS / 1000.0), dtype=np.float32)
+    edge = np.zeros(round(PROMPT_RATE * item.edge_ms / 1000.0), dtype=np.float32)
     pieces: list[np.ndarray] = []
     for seg, part in zip(item.segments, parts, strict=True):
         label = ENGINE_LABELS[seg.engine]
@@ -365,7 +374,8 @@ def _finish(item: _Item, parts: list[Path]) -> float:
                 item.label, label, audio.rate, ENGINE_RATES[seg.engine],
             )
         x = resample(audio.samples, audio.rate, PROMPT_RATE)
-        if is_silent(x, PROMPT_RATE):
+        # 100 ms: a one-word sound (digits/1, いち) is short, a click is shorter.
+        if is_silent(x, PROMPT_RATE, min_active_ms=100.0):
             raise PromptEngineError(
                 f"{item.label}: {label} voice {seg.voice!r} produced no audible speech for "
                 f"{seg.text!r} (level {rms_dbfs(x):.1f} dBFS); check the voice and text"
