@@ -131,8 +131,9 @@ class RecordingConfig(_Section):
 
 class PromptConfig(_Section):
     texts: Path = Path("prompts/prompts.yaml")
-    # Asterisk's own sounds (queue announcements, digits) rendered per language.
-    sounds: Path = Path("prompts/asterisk-sounds.yaml")
+    # Asterisk's own sounds (queue announcements, numbers) rendered per language; by
+    # default asterisk-sounds.yaml next to the texts.
+    sounds: Path | None = None
     language: Literal["ja", "en"] = "ja"
     notice: str = "notice"
     failsafe: str = "failsafe"
@@ -209,6 +210,12 @@ class Config(_Section):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "ivr.sqlite3"
+
+    @property
+    def sounds_path(self) -> Path:
+        if self.prompts.sounds is not None:
+            return self.path(self.prompts.sounds)
+        return self.path(self.prompts.texts).parent / "asterisk-sounds.yaml"
 
     @property
     def recordings_dir(self) -> Path:
@@ -308,7 +315,7 @@ def _check_files(config: Config, text: str) -> list[str]:
     except ValueError as exc:
         return [f"{where}prompts.texts: {exc}"]
     problems = []
-    sounds = config.path(config.prompts.sounds)
+    sounds = config.sounds_path
     line = _key_line(text, ("prompts", "sounds"))
     where_s = f"line {line}: " if line else ""
     if sounds.is_file():
@@ -318,7 +325,7 @@ def _check_files(config: Config, text: str) -> list[str]:
             load_sound_texts(sounds)
         except ValueError as exc:
             problems.append(f"{where_s}prompts.sounds: {exc}")
-    elif "sounds" in config.prompts.model_fields_set:
+    elif config.prompts.sounds is not None:
         problems.append(f"{where_s}prompts.sounds: file {sounds} does not exist")
     if not config.journey_dir.is_dir():
         line = _key_line(text, ("journey", "dir"))

@@ -54,7 +54,7 @@ def render_all_prompts(config: Config) -> int:
     voices = dict(config.prompts.voices)
     texts = load_prompt_texts(config.path(config.prompts.texts), engines=engines)
     rendered = render_prompts(texts, config.prompts_dir, voices=voices, engines=engines)
-    sounds_file = config.path(config.prompts.sounds)
+    sounds_file = config.sounds_path
     if sounds_file.is_file():
         for lang, sounds in load_sound_texts(sounds_file).items():
             done = render_sound_set(
