@@ -243,6 +243,7 @@ def load_journey(
         "schedules": {}, "desks": {}, "menus": {}, "entries": {}
     }
     where: dict[tuple[str, str], str] = {}  # (section, name) -> "file:line"
+    schedule_files: dict[str, tuple[Path, _Located]] = {}
     for path in files:
         data, located = _read(path)
         try:
@@ -263,6 +264,8 @@ def load_journey(
                     continue
                 merged[section][name] = value
                 where[(section, name)] = spot
+                if section == "schedules":
+                    schedule_files[name] = (path, located)
     if problems:
         raise JourneyError(problems)
 
@@ -271,7 +274,9 @@ def load_journey(
         try:
             schedules[name] = parse_schedule(name, raw)
         except ScheduleError as exc:
-            spot = where[("schedules", name)]
+            # The line of the offending value itself (a misspelt calendar, a bad date).
+            path, located = schedule_files[name]
+            spot = f"{path}:{located.line(('schedules', name, *exc.path)) or 1}"
             detail = ".".join(str(p) for p in exc.path)
             problems.append(f"{spot}: schedules.{name}{'.' + detail if detail else ''}: {exc}")
 
