@@ -260,12 +260,12 @@ def _render(
                 if not segments:
                     raise ValueError("text is empty")
                 key = _cache_key(segments, plan.edge_ms)
-                cached = not force and dest.is_file() and entry and entry.get("key") == key
+                cached = _is_cached(entry, key, dest, force)
                 if not cached:
                     # Only now find out whether the preferred engines can start.
                     segments = plan.segments(text, lang, fallback=True)
                     key = _cache_key(segments, plan.edge_ms)
-                    cached = not force and dest.is_file() and entry and entry.get("key") == key
+                    cached = _is_cached(entry, key, dest, force)
             except ValueError as e:
                 raise ValueError(f"prompt {relname!r} [{lang}]: {e}") from e
             if not cached:
@@ -278,6 +278,10 @@ def _render(
                 save_manifest(out / MANIFEST_NAME, manifest)
         log.info("prompts in %s: %d rendered, %d cached", out, len(todo), len(results) - len(todo))
     return results
+
+
+def _is_cached(entry: dict[str, Any] | None, key: str, dest: Path, force: bool) -> bool:
+    return not force and entry is not None and entry.get("key") == key and dest.is_file()
 
 
 def check_engine(
