@@ -372,7 +372,7 @@ def prompts_import(config_path: str, file: Path, name: str, lang: str) -> None:
     from ivr.prompt_store import import_recording
 
     config = _load(config_path)
-    texts = load_prompt_texts(config.path(config.prompts.texts))
+    texts = load_prompt_texts(config.path(config.prompts.texts), engines=config.prompts.engines)
     if name not in texts:
         click.echo(f"error: no prompt named {name!r} in {config.prompts.texts}", err=True)
         sys.exit(2)

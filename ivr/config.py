@@ -131,10 +131,26 @@ class RecordingConfig(_Section):
 
 class PromptConfig(_Section):
     texts: Path = Path("prompts/prompts.yaml")
+    # Asterisk's own sounds (queue announcements, numbers) rendered per language; by
+    # default asterisk-sounds.yaml next to the texts.
+    sounds: Path | None = None
     language: Literal["ja", "en"] = "ja"
     notice: str = "notice"
     failsafe: str = "failsafe"
     voices: dict[str, str] = Field(default_factory=dict)
+    # The TTS engine per language; unset languages keep the default (ja: openjtalk,
+    # en: espeak). Open JTalk speaks Japanese only.
+    engines: dict[Literal["ja", "en"], Literal["openjtalk", "espeak"]] = Field(
+        default_factory=dict
+    )
+
+    @field_validator("engines")
+    @classmethod
+    def _engines(cls, value: dict[str, str]) -> dict[str, str]:
+        for lang, engine in value.items():
+            if engine == "openjtalk" and lang != "ja":
+                raise ValueError(f"{lang}: Open JTalk speaks only Japanese; use espeak")
+        return value
 
 
 class DeskConfig(_Section):
@@ -194,6 +210,12 @@ class Config(_Section):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "ivr.sqlite3"
+
+    @property
+    def sounds_path(self) -> Path:
+        if self.prompts.sounds is not None:
+            return self.path(self.prompts.sounds)
+        return self.path(self.prompts.texts).parent / "asterisk-sounds.yaml"
 
     @property
     def recordings_dir(self) -> Path:
@@ -289,10 +311,22 @@ def _check_files(config: Config, text: str) -> list[str]:
     if not texts.is_file():
         return [f"{where}prompts.texts: prompt text file {texts} does not exist"]
     try:
-        prompts = load_prompt_texts(texts)
+        prompts = load_prompt_texts(texts, engines=config.prompts.engines)
     except ValueError as exc:
         return [f"{where}prompts.texts: {exc}"]
     problems = []
+    sounds = config.sounds_path
+    line = _key_line(text, ("prompts", "sounds"))
+    where_s = f"line {line}: " if line else ""
+    if sounds.is_file():
+        from ivr.asterisk.sounds import load_sound_texts
+
+        try:
+            load_sound_texts(sounds)
+        except ValueError as exc:
+            problems.append(f"{where_s}prompts.sounds: {exc}")
+    elif config.prompts.sounds is not None:
+        problems.append(f"{where_s}prompts.sounds: file {sounds} does not exist")
     if not config.journey_dir.is_dir():
         line = _key_line(text, ("journey", "dir"))
         where_j = f"line {line}: " if line else ""

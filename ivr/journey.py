@@ -243,6 +243,7 @@ def load_journey(
         "schedules": {}, "desks": {}, "menus": {}, "entries": {}
     }
     where: dict[tuple[str, str], str] = {}  # (section, name) -> "file:line"
+    schedule_files: dict[str, tuple[Path, _Located]] = {}
     for path in files:
         data, located = _read(path)
         try:
@@ -263,6 +264,8 @@ def load_journey(
                     continue
                 merged[section][name] = value
                 where[(section, name)] = spot
+                if section == "schedules":
+                    schedule_files[name] = (path, located)
     if problems:
         raise JourneyError(problems)
 
@@ -271,7 +274,9 @@ def load_journey(
         try:
             schedules[name] = parse_schedule(name, raw)
         except ScheduleError as exc:
-            spot = where[("schedules", name)]
+            # The line of the offending value itself (a misspelt calendar, a bad date).
+            path, located = schedule_files[name]
+            spot = f"{path}:{located.line(('schedules', name, *exc.path)) or 1}"
             detail = ".".join(str(p) for p in exc.path)
             problems.append(f"{spot}: schedules.{name}{'.' + detail if detail else ''}: {exc}")
 
@@ -283,7 +288,8 @@ def load_journey(
         by_number={},
         sources=tuple(str(p) for p in files),
     )
-    problems += check_journey(journey, where, set(operators), prompts)
+    problems += check_journey(journey, where, set(operators), prompts,
+                              defined_schedules=set(merged["schedules"]))
     if problems:
         raise JourneyError(problems)
     by_number: dict[str, str] = {}
@@ -298,8 +304,13 @@ def check_journey(
     where: Mapping[tuple[str, str], str],
     operators: set[str],
     prompts: Mapping[str, Mapping[str, str]] | None,
+    *,
+    defined_schedules: set[str] | None = None,
 ) -> list[str]:
-    """Cross-references, reachability and exits: what the schema cannot see."""
+    """Cross-references, reachability and exits: what the schema cannot see.
+
+    ``defined_schedules``: names defined in the files, also those that failed to parse
+    (already reported), so an entry naming one is not reported a second time."""
     problems: list[str] = []
 
     def at(section: str, name: str) -> str:
@@ -322,7 +333,8 @@ def check_journey(
                 problems.append(f"{at('entries', name)}: entries.{name}.numbers: {number} "
                                 f"is already the number of entry {seen_numbers[number]!r}")
             seen_numbers[number] = name
-        if entry.schedule and entry.schedule not in journey.schedules:
+        known = journey.schedules.keys() | (defined_schedules or set())
+        if entry.schedule and entry.schedule not in known:
             problems.append(f"{at('entries', name)}: entries.{name}.schedule: "
                             f"no schedule named {entry.schedule!r}")
         if entry.start.repeat:

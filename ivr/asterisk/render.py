@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jinja2
 
+from ivr.asterisk.sounds import SOUNDS_SUBDIR, link_share_dir, rendered_languages
 from ivr.config import Config
 from ivr.credentials import Secrets
 from ivr.journey import Desk, Journey
@@ -42,6 +43,11 @@ class AsteriskPaths:
         return self.root / "lib"
 
     @property
+    def share(self) -> Path:
+        """This instance's astdatadir: links to the system's, plus our sounds."""
+        return self.root / "share"
+
+    @property
     def main_conf(self) -> Path:
         return self.etc / "asterisk.conf"
 
@@ -74,6 +80,7 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
         "log_dir": paths.log,
         "spool_dir": paths.spool,
         "lib_dir": paths.lib,
+        "share_dir": paths.share,
         "node_name": config.server.node_name,
         "run_user": "root",
         "run_group": "root",
@@ -117,6 +124,8 @@ def render_asterisk_config(
     """Write every template; files holding secrets are readable by root only."""
     paths = AsteriskPaths(config.asterisk_dir)
     paths.make()
+    sounds = config.prompts_dir / SOUNDS_SUBDIR
+    link_share_dir(paths.share, sounds, rendered_languages(sounds), config.asterisk.chroot)
     config.recordings_dir.mkdir(parents=True, exist_ok=True)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
