@@ -54,7 +54,9 @@ class AsteriskPaths:
         return self.log / "cdr-custom" / "ivr-cdr.csv"
 
     def make(self) -> None:
-        for folder in (self.etc, self.run, self.log / "cdr-custom", self.spool, self.lib):
+        # spool/monitor: ChanSpy's r() path is relative to it, so it must exist.
+        for folder in (self.etc, self.run, self.log / "cdr-custom", self.spool / "monitor",
+                       self.lib):
             folder.mkdir(parents=True, exist_ok=True)
 
 
@@ -99,6 +101,8 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
         "agi_host": config.agi.bind,
         "agi_port": config.agi.port,
         "recordings_dir": config.recordings_dir,
+        "recordings_from_monitor": os.path.relpath(config.recordings_dir,
+                                                   paths.spool / "monitor"),
         "prompts_dir": config.prompts_dir,
         "language": config.prompts.language,
         "notice": config.prompts.notice,
