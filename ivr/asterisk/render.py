@@ -79,7 +79,9 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
         "node_name": config.server.node_name,
         "run_user": "root",
         "run_group": "root",
-        "max_calls": 400,
+        # Asterisk counts every channel running dialplan: a customer call is three
+        # (the caller, and the two halves of its recorder, extensions.conf [ivr-recorder]).
+        "max_calls": 1200,
         "sip_bind": config.asterisk.sip_bind,
         "sip_port": config.asterisk.sip_port,
         "rtp_start": config.asterisk.rtp_start,

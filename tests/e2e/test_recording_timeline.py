@@ -165,3 +165,5 @@ def test_failsafe_silent_caller_and_operator(stack):
     assert record["failsafe"] is True
     assert record["operator"] == "op1001"
     assert_durations(record, bye - ok)
+    # The recorder's Local channels are no calls: nothing else came in through the CDR.
+    assert sorted(c["caller"] for c in stack.calls(False)) == ["0312000001", "0312000002"]
