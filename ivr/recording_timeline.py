@@ -3,7 +3,7 @@
 MixMonitor (on the caller's channel) writes only while a frame passes that channel; when
 neither side sends RTP (silence suppression on both ends, hold without music, one-way
 fault) its files lose that time. So the dialplan (``[ivr-record]``) also starts a recorder:
-a Local channel running ``ChanSpy(<caller>,qESDu r(...))``. ChanSpy's generator is clocked
+a Local channel running ``ChanSpy(<caller>,qESDur(...))``. ChanSpy's generator is clocked
 by the recorder channel's own 20 ms timer, and with ``D`` it writes one interleaved stereo
 frame on every tick, zeros when the caller's channel carried nothing: left = what the caller
 said, right = what the caller heard. ``r()`` writes those frames to a headerless file
