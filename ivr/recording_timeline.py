@@ -111,12 +111,14 @@ def _write_wav(path: Path, samples: np.ndarray) -> None:
 def rebuild(recording: Path, *, keep_raw: bool = False) -> Timeline | None:
     """Replace ``recording`` (and its -rx/-tx legs, where MixMonitor wrote them) with files
     built from the recorder's stereo file, then remove that file. None (files untouched)
-    when there is no recorder file or it is empty."""
+    when there is no recorder file or it is empty (an empty one is removed)."""
     raw = find_timeline(recording)
     if raw is None:
         return None
     timeline = read_timeline(raw)
     if timeline.seconds <= 0:
+        # The caller hung up before the recorder attached: nothing in it.
+        raw.unlink(missing_ok=True)
         return None
     said, heard = legs(timeline)
     stem = recording.name.removesuffix(".wav")

@@ -97,6 +97,14 @@ def test_no_recorder_file_leaves_mixmonitor_files(tmp_path):
     assert len(read(recording)) == 800
 
 
+def test_empty_recorder_file_is_dropped(tmp_path):
+    recording = make_call(tmp_path, answered=time.time() - 10, lead=0.0,
+                          left=np.zeros(0, dtype=np.int16), right=np.zeros(0, dtype=np.int16))
+    assert rt.rebuild(recording) is None
+    assert len(read(recording)) == 800
+    assert not list(tmp_path.glob("*.raw"))
+
+
 def test_recorder_still_writing_is_not_settled(tmp_path):
     raw = tmp_path / "x-timeline@1.000000.1.raw"
     raw.write_bytes(b"\0" * 64)
