@@ -60,7 +60,9 @@ class AsteriskPaths:
         return self.log / "cdr-custom" / "ivr-cdr.csv"
 
     def make(self) -> None:
-        for folder in (self.etc, self.run, self.log / "cdr-custom", self.spool, self.lib):
+        # spool/monitor: ChanSpy's r() path is relative to it, so it must exist.
+        for folder in (self.etc, self.run, self.log / "cdr-custom", self.spool / "monitor",
+                       self.lib):
             folder.mkdir(parents=True, exist_ok=True)
 
 
@@ -84,7 +86,9 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
         "node_name": config.server.node_name,
         "run_user": "root",
         "run_group": "root",
-        "max_calls": 400,
+        # Asterisk counts every channel running dialplan: a customer call is three
+        # (the caller, and the two halves of its recorder, extensions.conf [ivr-recorder]).
+        "max_calls": 1200,
         "sip_bind": config.asterisk.sip_bind,
         "sip_port": config.asterisk.sip_port,
         "rtp_start": config.asterisk.rtp_start,
@@ -106,6 +110,8 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
         "agi_host": config.agi.bind,
         "agi_port": config.agi.port,
         "recordings_dir": config.recordings_dir,
+        "recordings_from_monitor": os.path.relpath(config.recordings_dir,
+                                                   paths.spool / "monitor"),
         "prompts_dir": config.prompts_dir,
         "language": config.prompts.language,
         "notice": config.prompts.notice,

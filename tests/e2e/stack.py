@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -364,8 +365,10 @@ dir = "{self.journey_dir}"
 
         return wait_until(find, timeout, interval=0.5, what=what)
 
-    def operator(self, endpoint: str, scenario: str = "operator.xml") -> SippPeer:
-        """The operator's phone (one SIPp per endpoint, answering every call it gets)."""
+    def operator(self, endpoint: str, scenario: str = "operator.xml",
+                 pcap: Callable[[Path], object] | None = None) -> SippPeer:
+        """The operator's phone (one SIPp per endpoint, answering every call it gets); pcap
+        writes the phone's RTP to the given path (default: a steady 1 kHz tone)."""
         running = self.phones.get(endpoint)
         if running is not None and running.proc is not None and running.proc.poll() is None:
             return running
@@ -373,7 +376,7 @@ dir = "{self.journey_dir}"
         workdir = self.root / f"sipp-{endpoint}-{len(self.peers)}"
         workdir.mkdir(parents=True, exist_ok=True)
         shutil.copytree(PCAP_DIR, workdir / "pcap", dirs_exist_ok=True)
-        tone_pcap(workdir / "pcap" / "operator.pcap", 60.0)
+        (pcap or (lambda path: tone_pcap(path, 60.0)))(workdir / "pcap" / "operator.pcap")
         peer = SippPeer(
             workdir,
             ["-sf", str(SIPP_DIR / scenario), "-i", "127.0.0.1", "-p", str(port),
@@ -393,15 +396,20 @@ dir = "{self.journey_dir}"
         hangup_after: float | None = None,
         keys: list[tuple[float, str]] | None = None,
         accept_bye: bool = False,
+        pcap: Callable[[Path], object] | None = None,
     ) -> SippPeer:
         """A customer call; hangup_after=None waits for Asterisk to hang up; accept_bye lets
-        Asterisk hang up before hangup_after (as deploy/try-call.sh does)."""
+        Asterisk hang up before hangup_after (as deploy/try-call.sh does). pcap writes the
+        caller's RTP to the given path (default: continuous speech with the keys)."""
         workdir = self.root / f"sipp-caller-{len(self.peers)}"
         workdir.mkdir(parents=True, exist_ok=True)
         csv = workdir / "callers.csv"
         csv.write_text(f"SEQUENTIAL\n{number};\n")
         # RTP for the whole call: up to the hang-up, or long enough for Asterisk to end it.
-        caller_pcap(workdir / "caller.pcap", hangup_after or 240.0, keys)
+        if pcap is not None:
+            pcap(workdir / "caller.pcap")
+        else:
+            caller_pcap(workdir / "caller.pcap", hangup_after or 240.0, keys)
         scenario = workdir / "caller.xml"
         scenario.write_text(caller_scenario(pcap="caller.pcap", hangup_after=hangup_after,
                                             accept_bye=accept_bye))
