@@ -39,7 +39,7 @@ class Controller:
     ami: AmiClient = field(init=False)
 
     def __post_init__(self) -> None:
-        self.db = Database(self.config.database_path)
+        self.db = Database(self.config.database_url)
         self.asterisk_paths = AsteriskPaths(self.config.asterisk_dir)
         self._reconcile_lock = asyncio.Lock()
 
@@ -73,7 +73,7 @@ class Controller:
             on_login=self.reconcile,
         )
         # Calls ended while we were away get their recordings finalised now.
-        for record in await self.calls.store.unfinalised_recordings():
+        for record in await self.calls.store.unfinalised_recordings(self.config.server.node_name):
             self.finaliser.schedule(record.id, record.recording_path)
         await self.agi.start()
         await self.ami.start()
@@ -118,7 +118,8 @@ class Controller:
         """After (re)connecting to Asterisk: close calls whose channels are gone and import
         the calls Asterisk handled without us (CDR)."""
         async with self._reconcile_lock:
-            open_calls = await self.calls.store.open_calls()
+            # Only this node's calls: another node's channels are not on this Asterisk.
+            open_calls = await self.calls.store.open_calls(self.config.server.node_name)
             if open_calls:
                 try:
                     live = await self.live_channel_ids()
@@ -158,4 +159,6 @@ class Controller:
             await asyncio.wait_for(self.finaliser.wait_idle(), 10)
         except TimeoutError:
             log.warning("event=finaliser_shutdown_timeout")
+        # Nothing reports facts any more: the writer commits what it still holds, then the
+        # connections close.
         await self.db.close()
