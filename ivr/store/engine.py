@@ -7,6 +7,7 @@ file), foreign keys on. PostgreSQL (asyncpg) is the shared store of several node
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
@@ -117,16 +118,20 @@ def lock_row(stmt: sa.Select, conn: AsyncConnection) -> sa.Select:
 
 def is_transient(exc: BaseException) -> bool:
     """Worth retrying as it is: the database is busy, restarting or unreachable, as opposed to
-    a statement that can never succeed (constraint, type)."""
+    a statement that can never succeed (constraint, type, schema)."""
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
-        text = str(exc.orig).lower()
-        if any(w in text for w in ("database is locked", "busy", "connection", "shutdown")):
-            return True
+        if not isinstance(exc, OperationalError | InterfaceError):
+            return False  # IntegrityError, DataError, ProgrammingError: the statement is wrong
+        if isinstance(exc.orig, sqlite3.Error) or "sqlite" in type(exc.orig).__module__:
+            # SQLite also reports a missing table as OperationalError: only these pass.
+            text = str(exc.orig).lower()
+            return any(w in text for w in ("locked", "busy", "disk i/o", "full"))
+        return True  # PostgreSQL: these are connection and server-state problems
     seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError | ConnectionError | TimeoutError):
+    while seen is not None:  # a refused connection arrives as a plain OSError
+        if isinstance(seen, OSError | TimeoutError):
             return True
         seen = seen.__cause__ or seen.__context__
     return False

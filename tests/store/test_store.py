@@ -202,3 +202,27 @@ async def test_call_service_lifecycle(store):
     assert record.source == "controller" and record.outcome == "answered"
     assert record.ended_at == approx(T0 + 30) and record.operator == "op1001"
     assert record.to_json()["talk_seconds"] == 0.0
+
+
+async def test_a_busy_database_is_retried_not_dropped(store, caplog):
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    await store.ensure_call("c1", node="n1", started_at=T0, source="ami")
+    writer = store.db.writer
+    writer.retry_delay = 0.01
+    real_commit = writer._commit
+    failures = iter([True, True, False])
+
+    async def flaky(ops):
+        if next(failures, False):
+            raise OperationalError("COMMIT", {}, sqlite3.OperationalError("database is locked"))
+        return await real_commit(ops)
+
+    writer._commit = flaky
+    for i in range(5):
+        await store.add_event("c1", "tick", T0 + i, {"i": i})
+    await store.flush()
+    assert [e["data"]["i"] for e in await store.events("c1")] == [0, 1, 2, 3, 4]
+    assert writer.failed == 0 and "store_batch_retry" in caplog.text
