@@ -107,6 +107,9 @@ class Writer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            for op in self._items:
+                self._settle(op, error=WriterClosed("the store closed before this write"))
+            self._items.clear()
         self._task = None
 
     # ---- the task ----
@@ -125,6 +128,11 @@ class Writer:
             self._in_flight = len(batch)
             try:
                 await self._apply(batch)
+            except asyncio.CancelledError:
+                # close() gave up: whoever waits (ensure_call, flush) hears it, not hangs.
+                for op in batch:
+                    self._settle(op, error=WriterClosed("the store closed before this write"))
+                raise
             except Exception:  # a bug here must not stop every later write
                 log.exception("event=store_writer_error")
                 for op in batch:

@@ -20,6 +20,8 @@ from ivr.store.tables import metadata
 from tests.store.legacy_v2 import MIGRATIONS
 
 PROJECT = Path(__file__).resolve().parents[2]
+# A store test that hangs is a bug in the writer: fail fast.
+pytestmark = pytest.mark.timeout(60)
 T0 = 1_700_000_000.25
 TIME_COLUMNS = {
     "calls": ["started_at", "answered_at", "notice_started_at", "notice_ended_at",

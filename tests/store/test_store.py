@@ -12,6 +12,8 @@ from ivr.service import CallService
 from ivr.store import CallStore, Database
 from ivr.store.tables import calls
 
+# A store test that hangs is a bug in the writer: fail fast.
+pytestmark = pytest.mark.timeout(60)
 T0 = 1_700_000_000.125
 
 
@@ -226,3 +228,26 @@ async def test_a_busy_database_is_retried_not_dropped(store, caplog):
     await store.flush()
     assert [e["data"]["i"] for e in await store.events("c1")] == [0, 1, 2, 3, 4]
     assert writer.failed == 0 and "store_batch_retry" in caplog.text
+
+
+async def test_close_gives_up_on_an_unreachable_database_after_its_timeout(store, caplog):
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    await store.ensure_call("c1", node="n1", started_at=T0, source="ami")
+    writer = store.db.writer
+    writer.retry_delay = 0.01
+
+    async def down(ops):
+        raise OperationalError("BEGIN", {}, sqlite3.OperationalError("database is locked"))
+
+    writer._commit = down
+    await store.add_event("c1", "tick", T0)
+    waiting = asyncio.create_task(store.ensure_call("c2", node="n1", started_at=T0,
+                                                    source="ami"))
+    await asyncio.sleep(0.05)
+    await writer.close(timeout=0.2)
+    assert "store_writer_lost ops=2" in caplog.text
+    with pytest.raises(RuntimeError, match="closed"):
+        await waiting
