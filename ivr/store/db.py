@@ -12,7 +12,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ivr.store.engine import create_engine, safe_url
+from ivr.store.engine import create_engine, safe_url, sqlite_file
 from ivr.store.migrate import upgrade
 from ivr.store.writer import Writer
 
@@ -26,8 +26,8 @@ def sqlite_url(path: Path) -> str:
 class Database:
     def __init__(self, url: str | Path, *, window: float = 0.005, max_batch: int = 500):
         """url: a sqlite+aiosqlite:// or postgresql+asyncpg:// URL, or a SQLite file path."""
-        self.path = Path(url) if isinstance(url, Path) else None
         self.url = sqlite_url(url) if isinstance(url, Path) else url
+        self.path = sqlite_file(self.url)  # its folder is made at open, as for the data dir
         self._window = window
         self._max_batch = max_batch
         self._engine: AsyncEngine | None = None

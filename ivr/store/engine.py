@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,6 +44,14 @@ def check_url(url: str) -> str:
     if parsed.drivername.startswith("sqlite") and not parsed.database:
         raise ValueError("a SQLite URL needs a file: sqlite+aiosqlite:///path/ivr.sqlite3")
     return url
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for PostgreSQL and in-memory databases)."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
 
 
 def safe_url(url: str) -> str:

@@ -151,3 +151,29 @@ def test_database_url_configuration(tmp_path):
         with pytest.raises(ConfigError) as info:
             _config(tmp_path, f'url = "{bad}"')
         assert "database.url" in str(info.value), str(info.value)
+
+
+def test_cli_calls_reads_the_configured_database(db_url, tmp_path):
+    import asyncio
+
+    from click.testing import CliRunner
+
+    from ivr.cli import main
+
+    if db_url.startswith("sqlite"):  # a folder that does not exist yet is made
+        db_url = f"sqlite+aiosqlite:///{tmp_path / 'new' / 'dir' / 'ivr.sqlite3'}"
+    _config(tmp_path, f'url = "{db_url}"')
+
+    async def fill() -> None:
+        async with Database(db_url) as db:
+            store = CallStore(db)
+            await store.ensure_call("ivr1-9.1", node="ivr1", started_at=T0, source="cdr")
+            await store.add_event("ivr1-9.1", "call_started", T0, {"source": "cdr"})
+
+    asyncio.run(fill())
+    result = CliRunner().invoke(main, ["calls", "-c", str(tmp_path / "ivr.toml"), "--json",
+                                       "--events"])
+    assert result.exit_code == 0, result.output
+    (call,) = json.loads(result.output)["calls"]
+    assert call["id"] == "ivr1-9.1" and call["started_at"] == "2023-11-14T22:13:20.250Z"
+    assert [e["kind"] for e in call["events"]] == ["call_started"]
