@@ -132,7 +132,7 @@ def upgrade() -> None:
     adopt = [t for t in TABLES if t in existing] if legacy else []
     if adopt:
         for index in LEGACY_INDEXES:
-            op.execute(sa.text(f"DROP INDEX IF EXISTS {index}"))
+            op.drop_index(index, if_exists=True)
         for name in adopt:
             op.rename_table(name, f"v{legacy}_{name}")
     new = _create()
