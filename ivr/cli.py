@@ -173,9 +173,10 @@ async def _recent(config: Config, limit: int, with_events: bool) -> list[dict]:
     from ivr.service import CallService
     from ivr.store import CallStore, Database
 
-    if not config.database_path.exists():
+    sqlite_file = config.database_file
+    if sqlite_file is not None and not sqlite_file.exists():
         return []
-    async with Database(config.database_path) as db:
+    async with Database(config.database_url) as db:
         service = CallService(CallStore(db), node=config.server.node_name)
         out = []
         for record in await service.recent(limit):
@@ -261,7 +262,7 @@ def _operator_call(config_path: str, work) -> None:
         await ami.start()
         try:
             await ami.wait_connected()
-            async with Database(config.database_path) as db:
+            async with Database(config.database_url) as db:
                 calls = CallService(CallStore(db), node=config.server.node_name)
                 service = OperatorService(ami.action, calls, journey,
                                           [o.endpoint for o in config.operators])

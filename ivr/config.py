@@ -164,6 +164,22 @@ class JourneyConfig(_Section):
     dir: Path = Path("dialplan")
 
 
+class DatabaseConfig(_Section):
+    """Where call records live: empty is the SQLite file <data_dir>/ivr.sqlite3; several
+    nodes share one PostgreSQL database (postgresql+asyncpg://user:password@host/dbname)."""
+
+    url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value:
+            return value
+        from ivr.store.engine import check_url  # SQLAlchemy only when a URL is given
+
+        return check_url(value)
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     asterisk: AsteriskConfig = AsteriskConfig()
@@ -174,6 +190,7 @@ class Config(_Section):
     prompts: PromptConfig = PromptConfig()
     desk: DeskConfig = DeskConfig()
     journey: JourneyConfig = JourneyConfig()
+    database: DatabaseConfig = DatabaseConfig()
     operators: list[OperatorConfig] = Field(default_factory=list)
 
     # Set by load_config: where relative paths are resolved from.
@@ -216,6 +233,25 @@ class Config(_Section):
         if self.prompts.sounds is not None:
             return self.path(self.prompts.sounds)
         return self.path(self.prompts.texts).parent / "asterisk-sounds.yaml"
+
+    @property
+    def database_url(self) -> str:
+        """database.url, or the default SQLite file; a relative SQLite path is relative to
+        this file's folder, like every other path here."""
+        url = self.database.url
+        if not url:
+            return f"sqlite+aiosqlite:///{self.database_path}"
+        prefix = "sqlite+aiosqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/"):
+            return prefix + str(self.path(Path(url.removeprefix(prefix))))
+        return url
+
+    @property
+    def database_file(self) -> Path | None:
+        """The SQLite file, when the store is one (None for PostgreSQL)."""
+        prefix = "sqlite+aiosqlite:///"
+        url = self.database_url
+        return Path(url.removeprefix(prefix).split("?", 1)[0]) if url.startswith(prefix) else None
 
     @property
     def recordings_dir(self) -> Path:

@@ -43,7 +43,7 @@ class Controller:
     ami: AmiClient = field(init=False)
 
     def __post_init__(self) -> None:
-        self.db = Database(self.config.database_path)
+        self.db = Database(self.config.database_url)
         self.asterisk_paths = AsteriskPaths(self.config.asterisk_dir)
         self._reconcile_lock = asyncio.Lock()
         self._reconcile_tasks: set[asyncio.Task] = set()
@@ -235,6 +235,8 @@ class Controller:
             await asyncio.wait_for(self.finaliser.wait_idle(), 10)
         except TimeoutError:
             log.warning("event=finaliser_shutdown_timeout")
+        # Nothing reports facts any more: the writer commits what it still holds, then the
+        # connections close.
         await self.db.close()
 
 
