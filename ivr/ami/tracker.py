@@ -6,6 +6,7 @@ import logging
 
 from ivr.ami import events as ev
 from ivr.model import Source
+from ivr.policy.callerid import normalise_number
 from ivr.service import CallService
 
 log = logging.getLogger("ivr.tracker")
@@ -18,9 +19,10 @@ class CallTracker:
     async def handle(self, event: ev.AmiEvent) -> None:
         match event:
             case ev.CallStart(call_id=call_id, caller=caller, did=did, recording=rec):
+                # The same rule as the FastAGI path: a number, or nothing.
                 await self.calls.call_started(
-                    call_id, caller=caller, did=did, recording_path=f"{rec}.wav" if rec else None,
-                    source=Source.AMI,
+                    call_id, caller=normalise_number(caller), did=did,
+                    recording_path=f"{rec}.wav" if rec else None, source=Source.AMI,
                 )
             case ev.Failsafe(call_id=call_id, agi_status=status, action=action):
                 if await self.calls.is_known(call_id):

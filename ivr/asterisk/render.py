@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
+from ivr.asterisk.account import Account, asterisk_account, secure_data_dir
 from ivr.config import Config
 from ivr.credentials import Secrets
 from ivr.journey import Desk, Journey
@@ -65,7 +68,27 @@ def desk_context(journey: Journey | None, default_desk: str) -> list[dict]:
     return [{"name": name, **desk.model_dump()} for name, desk in sorted(desks.items())]
 
 
-def template_context(config: Config, secrets: Secrets, journey: Journey | None = None) -> dict:
+class RenderError(ValueError):
+    """A value would change the structure of a rendered Asterisk file."""
+
+
+_LINE_BREAK = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(value: Any) -> Any:
+    """Every value put into a template: never a line break (a new line could add a setting
+    or a [section]); config.py and journey.py refuse such values with the key's name first."""
+    if value is None:
+        return ""
+    text = str(value)
+    if _LINE_BREAK.search(text):
+        raise RenderError(f"refusing to write {text[:60]!r} into Asterisk's configuration: "
+                          "it contains a line break or control character")
+    return value
+
+
+def template_context(config: Config, secrets: Secrets, journey: Journey | None = None,
+                     account: Account | None = None) -> dict:
     paths = AsteriskPaths(config.asterisk_dir)
     desk = config.desk
     return {
@@ -75,8 +98,9 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
         "spool_dir": paths.spool,
         "lib_dir": paths.lib,
         "node_name": config.server.node_name,
-        "run_user": "root",
-        "run_group": "root",
+        # Asterisk drops to its own user right after start (None: stays root, see account.py).
+        "run_user": account.user if account else None,
+        "run_group": account.group if account else None,
         "max_calls": 400,
         "sip_bind": config.asterisk.sip_bind,
         "sip_port": config.asterisk.sip_port,
@@ -113,7 +137,8 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
 def render_asterisk_config(
     config: Config, secrets: Secrets, journey: Journey | None = None
 ) -> AsteriskPaths:
-    """Write every template; files holding secrets are readable by root only."""
+    """Write every template (0640, group asterisk: it holds secrets), then set the data
+    folder's owners and modes (account.py)."""
     paths = AsteriskPaths(config.asterisk_dir)
     paths.make()
     config.recordings_dir.mkdir(parents=True, exist_ok=True)
@@ -122,8 +147,10 @@ def render_asterisk_config(
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
+        finalize=_one_line,
     )
-    context = template_context(config, secrets, journey)
+    account = asterisk_account(config)
+    context = template_context(config, secrets, journey, account)
     for template in sorted(TEMPLATE_DIR.glob("*.conf.j2")):
         text = env.get_template(template.name).render(context)
         target = paths.etc / template.name.removesuffix(".j2")
@@ -132,4 +159,5 @@ def render_asterisk_config(
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         os.replace(tmp, target)
+    secure_data_dir(config, account)
     return paths
