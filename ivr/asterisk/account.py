@@ -94,62 +94,69 @@ def asterisk_account(config: Config) -> Account | None:
 
 
 def _chown(path: Path, uid: int, gid: int) -> None:
-    if os.geteuid() == 0:
-        os.chown(path, uid, gid, follow_symlinks=False)
-    else:
-        try:
+    """As root: set both. Otherwise only the group, where allowed (a reload run by the
+    controller's own user keeps whatever root set up)."""
+    try:
+        if os.geteuid() == 0:
+            os.chown(path, uid, gid, follow_symlinks=False)
+        else:
             os.chown(path, -1, gid, follow_symlinks=False)
-        except PermissionError:
-            pass  # not root and not in the group: the folder keeps what root gave it
+    except PermissionError:
+        pass
 
 
-def _private(path: Path, mode: int) -> None:
-    if path.exists():
-        os.chmod(path, mode)
+def _chmod(path: Path, mode: int) -> None:
+    try:
+        if path.exists():
+            os.chmod(path, mode)
+    except PermissionError:
+        pass  # not ours (an Asterisk folder seen by the controller's user): root set it up
 
 
 def secure_data_dir(config: Config, account: Account | None) -> None:
-    """Apply the modes described above (ownership only when running as root)."""
+    """Apply the modes described above. The controller's files (secrets, database,
+    configuration, prompts) belong to the data folder's owner: root in tests and
+    `make run`, the controller's own user under systemd (see README)."""
     from ivr.asterisk.render import AsteriskPaths
 
     paths = AsteriskPaths(config.asterisk_dir)
-    for secret in (config.secrets_path, config.database_path,
-                   config.database_path.with_name(config.database_path.name + "-wal"),
-                   config.database_path.with_name(config.database_path.name + "-shm")):
-        _private(secret, 0o600)
+    owner = os.stat(config.data_dir).st_uid
+    database = config.database_path
+    for secret in (config.secrets_path, database, database.with_name(database.name + "-wal"),
+                   database.with_name(database.name + "-shm"), config.journey_state_path):
+        if secret.exists():
+            _chown(secret, owner, -1)
+            _chmod(secret, 0o600)
     if account is None:
         log.warning("event=no_asterisk_user detail=Asterisk runs as root; install its "
                     "'asterisk' user (deploy/asterisk.sh provision)")
         for folder in (config.data_dir, paths.etc, config.prompts_dir):
-            _private(folder, 0o750)
+            _chmod(folder, 0o750)
         return
     uid, gid = account.uid, account.gid
-    _chown(config.data_dir, os.stat(config.data_dir).st_uid, gid)
-    os.chmod(config.data_dir, 0o750)
-    _chown(config.asterisk_dir, os.stat(config.asterisk_dir).st_uid, gid)
-    os.chmod(config.asterisk_dir, 0o750)
+    for folder in (config.data_dir, config.asterisk_dir):
+        _chown(folder, owner, gid)
+        _chmod(folder, 0o750)
     # Asterisk's own folders: everything in them is Asterisk's (an earlier run as root
-    # may have left files it could not write now).
+    # may have left files it could not write now). Recordings: folders only (many files).
     for top in (paths.run, paths.log, paths.spool, paths.lib, config.recordings_dir):
         top.mkdir(parents=True, exist_ok=True)
-        walk_files = top != config.recordings_dir  # recordings: folders only (many files)
         for folder, _dirs, files in os.walk(top):
             here = Path(folder)
             if os.geteuid() == 0:
                 os.chown(here, uid, gid, follow_symlinks=False)
-            os.chmod(here, 0o750)
-            if walk_files and os.geteuid() == 0:
-                for name in files:
-                    os.chown(here / name, uid, gid, follow_symlinks=False)
+                if top != config.recordings_dir:
+                    for name in files:
+                        os.chown(here / name, uid, gid, follow_symlinks=False)
+            _chmod(here, 0o750)
     # Read-only for Asterisk: configuration and prompts.
     for top in (paths.etc, config.prompts_dir):
         if not top.exists():
             continue
         for folder, _dirs, files in os.walk(top):
             here = Path(folder)
-            _chown(here, os.stat(here).st_uid, gid)
-            os.chmod(here, 0o2750)
+            _chown(here, owner, gid)
+            _chmod(here, 0o2750)
             for name in files:
-                path = here / name
-                _chown(path, os.stat(path).st_uid, gid)
-                os.chmod(path, 0o640)
+                _chown(here / name, owner, gid)
+                _chmod(here / name, 0o640)
