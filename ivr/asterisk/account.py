@@ -85,12 +85,20 @@ def asterisk_mode(config: Config) -> str:
     return run.stdout.strip() if run.returncode == 0 else "system"
 
 
+_found: dict[tuple[str, Path], Account | None] = {}
+
+
 def asterisk_account(config: Config) -> Account | None:
-    """Asterisk's own user, where Asterisk will look it up (the chroot's files or the host)."""
-    if asterisk_mode(config) == "chroot":
-        root = Path(os.environ.get("IVR_ASTERISK_ROOT") or config.asterisk.chroot)
-        return _from_files(root, USER)
-    return _from_host(USER)
+    """Asterisk's own user, where Asterisk will look it up (the chroot's files or the host).
+    Looked up once per process (a reload runs inside the controller's event loop)."""
+    key = (config.asterisk.mode, config.asterisk.chroot)
+    if key not in _found:
+        if asterisk_mode(config) == "chroot":
+            root = Path(os.environ.get("IVR_ASTERISK_ROOT") or config.asterisk.chroot)
+            _found[key] = _from_files(root, USER)
+        else:
+            _found[key] = _from_host(USER)
+    return _found[key]
 
 
 def _chown(path: Path, uid: int, gid: int) -> None:

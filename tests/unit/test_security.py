@@ -178,6 +178,11 @@ def test_rendered_files_grant_only_what_is_needed(tmp_path):
     manager = (etc / "manager.conf").read_text()
     assert re.search(r"^read = call,agent,user$", manager, re.M)
     assert re.search(r"^write = agent,reporting$", manager, re.M)
+    # Only the events the controller follows are sent to it.
+    followed = set(re.findall(r"^eventfilter\(action\(include\),name\((\w+)\)\) =$",
+                              manager, re.M))
+    assert followed == {"UserEvent", "Hangup", "QueueCallerJoin", "AgentCalled",
+                        "AgentConnect", "AgentComplete", "QueueCallerAbandon"}
     for conf in etc.glob("*.conf"):
         assert stat.S_IMODE(conf.stat().st_mode) & 0o007 == 0, conf
     assert stat.S_IMODE(etc.stat().st_mode) & 0o007 == 0
