@@ -3,8 +3,12 @@ reach Asterisk's configuration, what the rendered files grant."""
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
+import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ from panoramisk.message import Message
 
 from ivr.agi.protocol import AgiProtocolError, parse_headers
 from ivr.ami.events import CallStart, QueueResult, parse_event
+from ivr.asterisk.account import asterisk_account
 from ivr.asterisk.render import RenderError, render_asterisk_config
 from ivr.config import ConfigError, load_config
 from ivr.credentials import Secrets
@@ -210,3 +215,38 @@ def test_agi_headers_split_on_line_feed_only():
     headers = parse_headers(raw)
     assert headers["agi_uniqueid"] == "ivr1-1.7"
     assert "agi_dnid" not in headers
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_reload_by_the_controllers_own_user_keeps_files_private(tmp_path):
+    """Under systemd `ivr setup` runs as root and the controller (which renders again on
+    reload) as its own user, the owner of the data folder."""
+    base = Path(tempfile.mkdtemp(dir="/tmp", prefix="ivr-sec-"))
+    try:
+        base.chmod(0o755)
+        config = load_config(write(base, ""))
+        config.data_dir.mkdir()
+        nobody = pwd.getpwnam("nobody")
+        os.chown(config.data_dir, nobody.pw_uid, nobody.pw_gid)
+        secrets = Secrets("s3cret")
+        etc = render_asterisk_config(config, secrets).etc  # as root: `ivr setup`
+        account = asterisk_account(config)
+        assert account is not None
+        assert (etc / "manager.conf").stat().st_uid == nobody.pw_uid
+        groups = os.getgroups()
+        os.setgroups([account.gid])  # SupplementaryGroups=asterisk in ivr.service
+        os.setegid(nobody.pw_gid)
+        os.seteuid(nobody.pw_uid)
+        try:
+            render_asterisk_config(config, Secrets("n3w"))  # as the controller: a reload
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+            os.setgroups(groups)
+        manager = etc / "manager.conf"
+        assert "n3w" in manager.read_text()
+        assert stat.S_IMODE(manager.stat().st_mode) == 0o640
+        assert manager.stat().st_gid == account.gid  # from the folder's setgid bit
+        assert (config.asterisk_dir / "run").stat().st_uid == account.uid
+    finally:
+        shutil.rmtree(base)
