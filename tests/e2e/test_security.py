@@ -263,3 +263,31 @@ def test_ami_user_may_not_command_originate_or_restart(stack):
     stack.login("op1001", "support")
     out = stack.ivr("operators", "list").stdout
     assert "op1001" in out
+
+
+def test_hangup_still_in_from_trunk_never_reaches_the_controller(stack):
+    """Asterisk prints a channel's raw caller number in its Hangup event; before the first
+    priority of [from-trunk] cleans it, that event is dropped for the controller's AMI user.
+    A Local channel's first half keeps the context it was dialled in: a stand-in for a
+    caller gone while still in [from-trunk]."""
+    assert "Loaded" in stack.cli("module load res_clioriginate.so")
+    secrets = tomllib.loads((stack.data / "secrets.toml").read_text())
+    with socket.create_connection(("127.0.0.1", stack.ports["ami"]), timeout=5) as sock:
+        sock.recv(100)
+        sock.sendall(f"Action: Login\r\nUsername: ivr\r\nSecret: {secrets['ami_secret']}"
+                     "\r\n\r\n".encode())
+        time.sleep(0.5)
+        stack.cli("channel originate Local/h@from-trunk application Wait 1")
+        stack.cli("channel originate Local/s@ivr-end application Wait 1")
+        time.sleep(4)
+        sock.settimeout(1)
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except TimeoutError:
+            pass
+    hangups = [block for block in data.decode(errors="replace").split("\r\n\r\n")
+               if block.startswith("Event: Hangup")]
+    assert any("Channel: Local/s@ivr-end" in b for b in hangups), hangups  # others do pass
+    assert not any("Context: from-trunk" in b for b in hangups), hangups

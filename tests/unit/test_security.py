@@ -188,6 +188,8 @@ def test_rendered_files_grant_only_what_is_needed(tmp_path):
                               manager, re.M))
     assert followed == {"UserEvent", "Hangup", "QueueCallerJoin", "AgentCalled",
                         "AgentConnect", "AgentComplete", "QueueCallerAbandon"}
+    assert re.search(r"^eventfilter\(action\(exclude\),name\(Hangup\),method\(contains\)\) = "
+                     r"Context: from-trunk$", manager, re.M)
     for conf in etc.glob("*.conf"):
         assert stat.S_IMODE(conf.stat().st_mode) & 0o007 == 0, conf
     assert stat.S_IMODE(etc.stat().st_mode) & 0o007 == 0
