@@ -151,9 +151,11 @@ def render_asterisk_config(
     )
     account = asterisk_account(config)
     context = template_context(config, secrets, journey, account)
-    for template in sorted(TEMPLATE_DIR.glob("*.conf.j2")):
-        text = env.get_template(template.name).render(context)
-        target = paths.etc / template.name.removesuffix(".j2")
+    # Every file rendered before any is written: a refused value leaves the old set whole.
+    texts = {template.name.removesuffix(".j2"): env.get_template(template.name).render(context)
+             for template in sorted(TEMPLATE_DIR.glob("*.conf.j2"))}
+    for name, text in texts.items():
+        target = paths.etc / name
         tmp = target.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:

@@ -165,8 +165,12 @@ def rendered(tmp_path: Path, operators: str = "") -> Path:
 
 def test_render_refuses_a_line_break_whatever_slipped_through(tmp_path):
     config = load_config(write(tmp_path, ""))
+    etc = render_asterisk_config(config, Secrets("s3cret")).etc
     with pytest.raises(RenderError):
-        render_asterisk_config(config, Secrets("s3cret\n[evil]"))
+        render_asterisk_config(config, Secrets("n3w\n[evil]"))
+    # Nothing written: the files in service stay whole.
+    assert "secret = s3cret\n" in (etc / "manager.conf").read_text()
+    assert "evil" not in "".join(p.read_text() for p in etc.glob("*.conf"))
 
 
 def test_rendered_files_grant_only_what_is_needed(tmp_path):
