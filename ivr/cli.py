@@ -38,6 +38,8 @@ def main() -> None:
     Every customer call is recorded from the first moment, hears the recording notice in
     full, and only then rings an operator's phone.
     """
+    # Nothing the server writes (database, secrets, rendered configuration) is for others.
+    os.umask(0o027)
 
 
 @main.command()

@@ -107,11 +107,12 @@ class Controller:
             journey = await asyncio.to_thread(load_current_journey, self.config)
             # Prompts a new journey uses (new texts in prompts.yaml) exist before any call.
             await asyncio.to_thread(render_all_prompts, self.config)
+            # Refuses a value that would break a rendered file (RenderError, a ValueError).
+            render_asterisk_config(self.config, self.secrets, journey)
         except (JourneyError, ValueError, PromptEngineError) as exc:
             log.error("event=reload_refused problems=%r", str(exc))
             self._write_state(started, ok=False, errors=str(exc).splitlines())
             return False
-        render_asterisk_config(self.config, self.secrets, journey)
         self.journey = journey
         self._keep_journey(journey)
         try:

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ivr.policy.schedule import Schedule, ScheduleError, parse_schedule
 
 NAME = r"^[a-z][a-z0-9_-]{0,31}$"
+# Prompt and music-class names end up in file paths and Asterisk config lines (queues.conf).
+Prompt = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 KEYS = "0123456789*#"
 Language = Literal["ja", "en"]
 MAX_MENU_STEPS = 30  # a caller pressing 'repeat' forever still ends somewhere
@@ -40,7 +42,7 @@ class Route(_Model):
 
     menu: str | None = None
     desk: str | None = None
-    message: str | None = None
+    message: Prompt | None = None
     repeat: bool = False
     hangup: bool = False
     language: Language | None = None
@@ -71,12 +73,12 @@ class Route(_Model):
 
 
 class Menu(_Model):
-    prompt: str
+    prompt: Prompt
     choices: dict[Annotated[str, Field(pattern=r"^[0-9*#]$")], Route] = Field(min_length=1)
     timeout: float = Field(default=5.0, ge=1.0, le=30.0)
     retries: int = Field(default=2, ge=0, le=5)
-    invalid_prompt: str = "invalid"
-    no_input_prompt: str = "no_input"
+    invalid_prompt: Prompt = "invalid"
+    no_input_prompt: Prompt = "no_input"
     default: Route
 
 
@@ -89,14 +91,14 @@ class Desk(_Model):
     title: str = ""
     strategy: Strategy = "rrmemory"
     members: list[str] = Field(default_factory=list)
-    music: str = "default"
+    music: Prompt = "default"
     ring_timeout: int = Field(default=15, ge=3, le=120)
     max_wait: int = Field(default=300, ge=5, le=7200)
     announce_position: bool = True
     announce_frequency: int = Field(default=30, ge=0, le=600)
-    periodic_announce: str | None = "please_wait"
+    periodic_announce: Prompt | None = "please_wait"
     periodic_frequency: int = Field(default=45, ge=0, le=600)
-    notice: str | None = None
+    notice: Prompt | None = None
     overflow: Route = Route(message="goodbye")
 
     @model_validator(mode="after")
@@ -114,8 +116,8 @@ class Entry(_Model):
     )
     title: str = ""
     language: Language = "ja"
-    greeting: str | None = "welcome"
-    notice: str = "notice"
+    greeting: Prompt | None = "welcome"
+    notice: Prompt = "notice"
     schedule: str | None = None
     closed: Route = Route(message="closed")
     start: Route

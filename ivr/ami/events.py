@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import unquote
+
+log = logging.getLogger("ivr.ami")
 
 
 def _endpoint(interface: str) -> str:
@@ -17,7 +22,11 @@ def _endpoint(interface: str) -> str:
 
 @dataclass(frozen=True)
 class CallStart:
-    """UserEvent IvrCallStart, sent by the dialplan as soon as recording runs."""
+    """UserEvent IvrCallStart, sent by the dialplan as soon as recording runs.
+
+    call_id is the event's own Uniqueid and caller its CallerIDNum (both written by
+    Asterisk); did arrives URI-encoded. No field is taken from caller-supplied text that
+    went through the dialplan's argument splitting."""
 
     call_id: str
     caller: str
@@ -145,10 +154,44 @@ def _timestamp(value: str | None) -> float | None:
         return None
 
 
-def parse_event(msg: Mapping[str, str]) -> AmiEvent | None:
+def _single(msg: Mapping[str, Any], key: str) -> str | None:
+    """One header's value; None when missing or repeated (panoramisk makes a list of a
+    header that appears twice: someone managed to add one, trust neither)."""
+    value = msg.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    return None
+
+
+def _user_event(kind: str, msg: Mapping[str, Any]) -> AmiEvent | None:
+    call_id = _single(msg, "Uniqueid")
+    if not call_id:
+        log.warning("event=ami_user_event_refused kind=%s reason=no single Uniqueid", kind)
+        return None
+    claimed = _single(msg, "CallId")
+    if claimed is not None and claimed != call_id:
+        log.warning("event=ami_user_event_call_id_mismatch kind=%s uniqueid=%s callid=%r",
+                    kind, call_id, claimed)
+
+    def get(key: str) -> str:
+        return _single(msg, key) or ""
+
+    if kind == "IvrCallStart":
+        return CallStart(call_id, get("CallerIDNum"), unquote(get("Did")), get("Recording"))
+    if kind == "IvrFailsafe":
+        return Failsafe(call_id, get("AgiStatus"), get("Action"))
+    if kind == "IvrHangup":
+        # Channel and hangup source are Asterisk's own channel names, never caller text.
+        return HangupSource(call_id, get("Channel"), get("Source"))
+    if kind == "IvrQueueResult":
+        return QueueResult(call_id, get("Queue"), get("Status"))
+    return None
+
+
+def parse_event(msg: Mapping[str, Any]) -> AmiEvent | None:
     """Turn one AMI message into a typed event; None for events the controller ignores."""
     event = _parse(msg)
-    at = _timestamp(msg.get("Timestamp"))
+    at = _timestamp(_single(msg, "Timestamp"))
     if event is None or at is None:
         return event
     return replace(event, at=at)
@@ -156,21 +199,12 @@ def parse_event(msg: Mapping[str, str]) -> AmiEvent | None:
 
 def _parse(msg: Mapping[str, str]) -> AmiEvent | None:
     name = msg.get("Event", "")
-    get = msg.get
+
+    def get(key: str, default: str = "") -> str:
+        return _single(msg, key) or default
+
     if name == "UserEvent":
-        kind = get("UserEvent", "")
-        if kind == "IvrCallStart":
-            return CallStart(
-                get("CallId", ""), get("Caller", ""), get("Did", ""), get("Recording", "")
-            )
-        if kind == "IvrFailsafe":
-            return Failsafe(get("CallId", ""), get("AgiStatus", ""), get("Action", ""))
-        if kind == "IvrHangup":
-            # The channel fields of a UserEvent are Asterisk's own, never caller text.
-            return HangupSource(get("Uniqueid", ""), get("Channel", ""), get("Source", ""))
-        if kind == "IvrQueueResult":
-            return QueueResult(get("CallId", ""), get("Queue", ""), get("Status", ""))
-        return None
+        return _user_event(get("UserEvent"), msg)
     if name == "QueueCallerJoin":
         return QueueCallerJoin(get("Uniqueid", ""), get("Queue", ""), _int(get("Position")))
     if name == "AgentCalled":

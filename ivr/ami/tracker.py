@@ -22,6 +22,7 @@ class CallTracker:
     async def handle(self, event: ev.AmiEvent) -> None:
         match event:
             case ev.CallStart(call_id=call_id, caller=caller, did=did, recording=rec, at=at):
+                # The service normalises the caller number, as on the FastAGI path.
                 await self.calls.call_started(
                     call_id, caller=caller, did=did, recording_path=f"{rec}.wav" if rec else None,
                     source=Source.AMI, started_at=at,

@@ -29,8 +29,8 @@ def test_normalise_number(raw, expected):
 
 def test_parse_events():
     assert parse_event({"Event": "UserEvent", "UserEvent": "IvrCallStart", "CallId": "a.1",
-                        "Caller": "03", "Did": "05", "Recording": "/r/a.1"}) == \
-        CallStart("a.1", "03", "05", "/r/a.1")
+                        "Uniqueid": "a.1", "CallerIDNum": "03", "Did": "05",
+                        "Recording": "/r/a.1"}) == CallStart("a.1", "03", "05", "/r/a.1")
     assert parse_event({"Event": "QueueCallerJoin", "Uniqueid": "a.1", "Queue": "sales",
                         "Position": "2"}) == QueueCallerJoin("a.1", "sales", 2)
     assert parse_event({"Event": "AgentConnect", "Uniqueid": "a.1", "Queue": "sales",
