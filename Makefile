@@ -1,7 +1,7 @@
 # The two commands of the README's quick start (as root on Debian 12 / Ubuntu):
 #   make run    set everything up, then run Asterisk and the controller (Ctrl-C stops both)
 #   make test   set everything up, then run every test, end-to-end ones included
-.PHONY: run test setup unit lint bench clean
+.PHONY: run test setup unit store lint bench clean
 
 run:
 	deploy/setup.sh
@@ -17,6 +17,9 @@ setup:
 
 unit:
 	.venv/bin/pytest -ra tests/unit
+
+store:         # every store test on SQLite and on a throw-away PostgreSQL server
+	.venv/bin/pytest -ra tests/store
 
 lint:
 	.venv/bin/ruff check ivr tests bench

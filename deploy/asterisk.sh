@@ -81,7 +81,13 @@ case "$cmd" in
         conf=${2:?usage: run CONF DATA}; data=${3:?usage: run CONF DATA}
         data=$(realpath "$data"); conf=$(realpath "$conf")
         case "$conf" in "$data"/*) ;; *) die "CONF must be inside DATA so the chroot can see it" ;; esac
+        # Asterisk starts as root and drops to runuser/rungroup (asterisk.conf, rendered by
+        # `ivr setup`) before it loads a module; it has no umask option, so its files
+        # (recordings, CDR, logs) get 0660 / folders 0770 from this umask: nothing for other
+        # users; the group (asterisk, which the controller's user joins) may write, because
+        # the controller rebuilds each recording on the wall-clock timeline in its folder.
         if [ "$(resolve_mode)" = system ]; then
+            umask 007
             exec asterisk -f -n -C "$conf"
         fi
         [ -f "$ROOT/.ivr-complete" ] || die "no Asterisk root at $ROOT: run 'deploy/asterisk.sh provision'"
@@ -90,8 +96,10 @@ case "$cmd" in
             root=$1; data=$2; conf=$3
             mount -t proc proc "$root/proc"
             mount --bind /dev "$root/dev"
-            mkdir -p "$root$data"
+            # The path down to DATA inside the root must stay traversable for Asterisk'"'"'s user.
+            (umask 022; mkdir -p "$root$data")
             mount --bind "$data" "$root$data"
+            umask 007
             exec chroot "$root" /usr/sbin/asterisk -f -n -C "$conf"
         ' sh "$ROOT" "$data" "$conf"
         ;;
@@ -105,7 +113,7 @@ case "$cmd" in
         # but the client must run inside the root to read the same asterisk.conf.
         exec unshare --mount --propagation private -- /bin/sh -ec '
             root=$1; data=$2; conf=$3; shift 3
-            mkdir -p "$root$data"
+            (umask 022; mkdir -p "$root$data")
             mount --bind "$data" "$root$data"
             exec chroot "$root" /usr/sbin/asterisk -C "$conf" -rx "$*"
         ' sh "$ROOT" "$data" "$conf" "$@"

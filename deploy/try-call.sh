@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from tests.e2e.scenarios import caller_scenario
 Path(sys.argv[1], "caller.xml").write_text(
-    caller_scenario(pcap="caller.pcap", hangup_after=float(sys.argv[2])))
+    caller_scenario(pcap="caller.pcap", hangup_after=float(sys.argv[2]), accept_bye=True))
 PY
 printf 'SEQUENTIAL\n%s;\n' "$CALLER" > "$work/caller.csv"
 cd "$work"
@@ -35,7 +35,8 @@ sleep 0.5
 echo "calling $DID from $CALLER for ${SECONDS_}s (SIPp files in $work)"
 sipp "127.0.0.1:$SIP_PORT" -sf caller.xml -s "$DID" -inf caller.csv -m 1 -i 127.0.0.1 \
     -mi 127.0.0.1 -mp 6100 -nostdin -timeout 120s -timeout_error >caller.log 2>&1 \
-    && echo "caller: call completed" || echo "caller: call FAILED (see $work/caller.log)"
+    && echo "caller: call completed (hung up by the caller or by the server)" \
+    || echo "caller: call FAILED (see $work/caller.log)"
 kill "$op" 2>/dev/null || true
 cd - >/dev/null
 sleep 2

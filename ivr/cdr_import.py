@@ -6,7 +6,9 @@ linked id; a call already in the store is left alone, so importing twice changes
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import io
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -49,23 +51,67 @@ def _float(value: str) -> float | None:
         return None
 
 
+@dataclass(frozen=True)
+class CdrPosition:
+    """How far the CDR file has been read: its inode (a rotated file is a new one) and the
+    byte offset after the last complete line."""
+
+    inode: int
+    offset: int
+
+    def encode(self) -> str:
+        return f"{self.inode}:{self.offset}"
+
+    @classmethod
+    def decode(cls, text: str | None) -> CdrPosition:
+        try:
+            inode, offset = (int(x) for x in (text or "").split(":"))
+        except ValueError:
+            return cls(0, 0)
+        return cls(inode, offset)
+
+
+def read_cdr_rows(path: Path, since: CdrPosition) -> tuple[list[dict[str, str]], CdrPosition]:
+    """The rows written after `since` (from the start when the file was rotated or
+    truncated), and the new position. Blocking: run it in a worker thread."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return [], since
+    offset = since.offset
+    if stat.st_ino != since.inode or stat.st_size < offset:
+        offset = 0
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        data = fh.read()
+    complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits
+    rows: list[dict[str, str]] = []
+    text = complete.decode("utf-8", "replace")
+    for number, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+        if len(row) == OLD_COLUMNS:  # written before the notice column existed
+            row = [*row, ""]
+        if len(row) != len(COLUMNS):
+            log.warning("event=cdr_bad_row file=%s line=%d fields=%d", path, number, len(row))
+            continue
+        rows.append(dict(zip(COLUMNS, row, strict=True)))
+    return rows, CdrPosition(stat.st_ino, offset + len(complete))
+
+
 def parse_cdr_file(path: Path) -> list[CdrCall]:
-    if not path.exists():
-        return []
+    rows, _ = read_cdr_rows(path, CdrPosition(0, 0))
+    return calls_from_rows(rows)
+
+
+def calls_from_rows(rows: list[dict[str, str]]) -> list[CdrCall]:
     legs: dict[str, list[dict[str, str]]] = defaultdict(list)
-    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
-        for number, row in enumerate(csv.reader(fh), start=1):
-            if len(row) == OLD_COLUMNS:
-                row = [*row, ""]
-            if len(row) != len(COLUMNS):
-                log.warning("event=cdr_bad_row file=%s line=%d fields=%d", path, number, len(row))
-                continue
-            rec = dict(zip(COLUMNS, row, strict=True))
-            if rec["linkedid"]:
-                legs[rec["linkedid"]].append(rec)
+    for rec in rows:
+        if rec["linkedid"]:
+            legs[rec["linkedid"]].append(rec)
     calls = []
-    for call_id, rows in legs.items():
-        own = [r for r in rows if r["uniqueid"] == call_id] or rows
+    for call_id, group in legs.items():
+        own = [r for r in group if r["uniqueid"] == call_id]
+        if not own:
+            continue  # only another leg of the call: its customer row is what counts
         first = own[0]
         started = min(_float(r["start"]) or 0.0 for r in own)
         ended = max(_float(r["end"]) or started for r in own)
@@ -99,10 +145,16 @@ def parse_cdr_file(path: Path) -> list[CdrCall]:
     return calls
 
 
-async def import_missed_calls(path: Path, calls: CallService) -> list[str]:
-    """Add the calls the store does not know; returns their ids."""
+CDR_POSITION = "cdr_position"
+
+
+async def import_missed_calls(path: Path, calls: CallService, *, node: str) -> list[str]:
+    """Add the calls the store does not know, reading only what was written since the last
+    import (the position is kept in the store, per node); returns their ids."""
+    since = CdrPosition.decode(await calls.store.get_state(node, CDR_POSITION))
+    rows, position = await asyncio.to_thread(read_cdr_rows, path, since)
     imported = []
-    for call in parse_cdr_file(path):
+    for call in calls_from_rows(rows):
         if await calls.is_known(call.call_id):
             continue
         await calls.call_started(
@@ -121,4 +173,6 @@ async def import_missed_calls(path: Path, calls: CallService) -> list[str]:
             await calls.notice_failed(call.call_id, "notice", "", problem, at=call.ended_at)
         imported.append(call.call_id)
         log.info("event=cdr_imported call_id=%s outcome=%s", call.call_id, call.outcome)
+    if position != since:
+        await calls.store.set_state(node, CDR_POSITION, position.encode())
     return imported

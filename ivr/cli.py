@@ -38,6 +38,8 @@ def main() -> None:
     Every customer call is recorded from the first moment, hears the recording notice in
     full, and only then rings an operator's phone.
     """
+    # Nothing the server writes (database, secrets, rendered configuration) is for others.
+    os.umask(0o027)
 
 
 @main.command()
@@ -177,9 +179,10 @@ async def _recent(config: Config, limit: int, with_events: bool) -> list[dict]:
     from ivr.service import CallService
     from ivr.store import CallStore, Database
 
-    if not config.database_path.exists():
+    sqlite_file = config.database_file
+    if sqlite_file is not None and not sqlite_file.exists():
         return []
-    async with Database(config.database_path) as db:
+    async with Database(config.database_url) as db:
         service = CallService(CallStore(db), node=config.server.node_name)
         out = []
         for record in await service.recent(limit):
@@ -265,7 +268,7 @@ def _operator_call(config_path: str, work) -> None:
         await ami.start()
         try:
             await ami.wait_connected()
-            async with Database(config.database_path) as db:
+            async with Database(config.database_url) as db:
                 calls = CallService(CallStore(db), node=config.server.node_name)
                 service = OperatorService(ami.action, calls, journey,
                                           [o.endpoint for o in config.operators])
@@ -376,7 +379,7 @@ def prompts_import(config_path: str, file: Path, name: str, lang: str) -> None:
     from ivr.prompt_store import import_recording
 
     config = _load(config_path)
-    texts = load_prompt_texts(config.path(config.prompts.texts))
+    texts = load_prompt_texts(config.path(config.prompts.texts), engines=config.prompts.engines)
     if name not in texts:
         click.echo(f"error: no prompt named {name!r} in {config.prompts.texts}", err=True)
         sys.exit(2)

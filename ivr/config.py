@@ -15,7 +15,29 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 Port = Annotated[int, Field(ge=1, le=65535)]
-ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+# Starts with a letter: a caller number (digits, + * #) from the trunk never equals one.
+ENDPOINT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,39}$")
+# Section names the rendered pjsip.conf already uses: an operator endpoint must not take one.
+RESERVED_ENDPOINTS = frozenset({"trunk", "anonymous", "global", "system", "transport-udp"})
+# A prompt (or music class) name: it becomes part of a file path and of Asterisk config lines.
+PROMPT_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+# What may stand in a path Asterisk is given (asterisk.conf, dialplan globals, MixMonitor
+# arguments): nothing that ends a line or splits dialplan arguments (, : ; ? " ( ) $ [ ] ...).
+SAFE_PATH = re.compile(r"^[A-Za-z0-9_./+@-]+$")
+# Text inside a quoted Asterisk value (an operator's display name): printable, none of the
+# characters that end the quote, the value, the line or a caller id.
+_UNSAFE_TEXT = re.compile(r'[\x00-\x1f\x7f"\\;<>\[\]]')
+
+
+def safe_text(value: str) -> str:
+    """Refuse text that could add a line or a section to a rendered Asterisk file."""
+    bad = _UNSAFE_TEXT.search(value)
+    if bad:
+        raise ValueError(
+            f"contains {bad.group()!r}: line breaks, control characters and "
+            f'" \\ ; < > [ ] are not allowed (it is written into the Asterisk configuration)'
+        )
+    return value
 
 
 class ConfigError(Exception):
@@ -111,7 +133,7 @@ class OperatorConfig(_Section):
     """An operator's SIP phone (a PJSIP endpoint)."""
 
     endpoint: str
-    name: str = ""
+    name: str = Field(default="", max_length=64)
     # A fixed contact for phones that do not register (and for tests); registering phones
     # authenticate with the generated password instead.
     contact: str | None = Field(default=None, pattern=r"^sips?:\S+$")
@@ -120,8 +142,12 @@ class OperatorConfig(_Section):
     @classmethod
     def _endpoint(cls, value: str) -> str:
         if not ENDPOINT_NAME.match(value):
-            raise ValueError("use 1-40 letters, digits, '_', '.' or '-'")
+            raise ValueError("use 1-40 letters, digits, '_', '.' or '-', starting with a letter")
+        if value.lower() in RESERVED_ENDPOINTS or value.lower().endswith("-auth"):
+            raise ValueError(f"{value!r} is reserved (the trunk and Asterisk's own sections)")
         return value
+
+    _name = field_validator("name")(safe_text)
 
 
 class RecordingConfig(_Section):
@@ -131,10 +157,26 @@ class RecordingConfig(_Section):
 
 class PromptConfig(_Section):
     texts: Path = Path("prompts/prompts.yaml")
+    # Asterisk's own sounds (queue announcements, numbers) rendered per language; by
+    # default asterisk-sounds.yaml next to the texts.
+    sounds: Path | None = None
     language: Literal["ja", "en"] = "ja"
-    notice: str = "notice"
-    failsafe: str = "failsafe"
+    notice: str = Field(default="notice", pattern=PROMPT_NAME)
+    failsafe: str = Field(default="failsafe", pattern=PROMPT_NAME)
     voices: dict[str, str] = Field(default_factory=dict)
+    # The TTS engine per language; unset languages keep the default (ja: openjtalk,
+    # en: espeak). Open JTalk speaks Japanese only.
+    engines: dict[Literal["ja", "en"], Literal["openjtalk", "espeak"]] = Field(
+        default_factory=dict
+    )
+
+    @field_validator("engines")
+    @classmethod
+    def _engines(cls, value: dict[str, str]) -> dict[str, str]:
+        for lang, engine in value.items():
+            if engine == "openjtalk" and lang != "ja":
+                raise ValueError(f"{lang}: Open JTalk speaks only Japanese; use espeak")
+        return value
 
 
 class DeskConfig(_Section):
@@ -148,6 +190,22 @@ class JourneyConfig(_Section):
     dir: Path = Path("dialplan")
 
 
+class DatabaseConfig(_Section):
+    """Where call records live: empty is the SQLite file <data_dir>/ivr.sqlite3; several
+    nodes share one PostgreSQL database (postgresql+asyncpg://user:password@host/dbname)."""
+
+    url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value:
+            return value
+        from ivr.store.engine import check_url  # SQLAlchemy only when a URL is given
+
+        return check_url(value)
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     asterisk: AsteriskConfig = AsteriskConfig()
@@ -158,6 +216,7 @@ class Config(_Section):
     prompts: PromptConfig = PromptConfig()
     desk: DeskConfig = DeskConfig()
     journey: JourneyConfig = JourneyConfig()
+    database: DatabaseConfig = DatabaseConfig()
     operators: list[OperatorConfig] = Field(default_factory=list)
 
     # Set by load_config: where relative paths are resolved from.
@@ -180,6 +239,14 @@ class Config(_Section):
                 raise ValueError(f"{key} and {seen[port]} both use port {port}")
             seen[port] = key
 
+    def check_paths(self) -> None:
+        """Paths that reach Asterisk's files: only characters no file format treats specially."""
+        if not SAFE_PATH.match(str(self.data_dir)):
+            raise ValueError(
+                f"server.data_dir: {str(self.data_dir)!r} may only contain letters, digits and "
+                "_ . / + @ - (it is written into Asterisk's configuration and dialplan)"
+            )
+
     def path(self, value: Path) -> Path:
         return value if value.is_absolute() else (self.base_dir / value).resolve()
 
@@ -194,6 +261,31 @@ class Config(_Section):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "ivr.sqlite3"
+
+    @property
+    def sounds_path(self) -> Path:
+        if self.prompts.sounds is not None:
+            return self.path(self.prompts.sounds)
+        return self.path(self.prompts.texts).parent / "asterisk-sounds.yaml"
+
+    @property
+    def database_url(self) -> str:
+        """database.url, or the default SQLite file; a relative SQLite path is relative to
+        this file's folder, like every other path here."""
+        url = self.database.url
+        if not url:
+            return f"sqlite+aiosqlite:///{self.database_path}"
+        prefix = "sqlite+aiosqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/"):
+            return prefix + str(self.path(Path(url.removeprefix(prefix))))
+        return url
+
+    @property
+    def database_file(self) -> Path | None:
+        """The SQLite file, when the store is one (None for PostgreSQL)."""
+        prefix = "sqlite+aiosqlite:///"
+        url = self.database_url
+        return Path(url.removeprefix(prefix).split("?", 1)[0]) if url.startswith(prefix) else None
 
     @property
     def recordings_dir(self) -> Path:
@@ -273,6 +365,11 @@ def load_config(path: Path | str) -> Config:
         config = Config.model_validate({**data, "base_dir": path.parent.resolve()})
     except ValidationError as exc:
         raise ConfigError(path, [_describe(e, text) for e in exc.errors()]) from exc
+    try:
+        config.check_paths()
+    except ValueError as exc:
+        line = _key_line(text, ("server", "data_dir"))
+        raise ConfigError(path, [f"line {line}: {exc}" if line else str(exc)]) from exc
     problems = _check_files(config, text)
     if problems:
         raise ConfigError(path, problems)
@@ -289,10 +386,22 @@ def _check_files(config: Config, text: str) -> list[str]:
     if not texts.is_file():
         return [f"{where}prompts.texts: prompt text file {texts} does not exist"]
     try:
-        prompts = load_prompt_texts(texts)
+        prompts = load_prompt_texts(texts, engines=config.prompts.engines)
     except ValueError as exc:
         return [f"{where}prompts.texts: {exc}"]
     problems = []
+    sounds = config.sounds_path
+    line = _key_line(text, ("prompts", "sounds"))
+    where_s = f"line {line}: " if line else ""
+    if sounds.is_file():
+        from ivr.asterisk.sounds import load_sound_texts
+
+        try:
+            load_sound_texts(sounds)
+        except ValueError as exc:
+            problems.append(f"{where_s}prompts.sounds: {exc}")
+    elif config.prompts.sounds is not None:
+        problems.append(f"{where_s}prompts.sounds: file {sounds} does not exist")
     if not config.journey_dir.is_dir():
         line = _key_line(text, ("journey", "dir"))
         where_j = f"line {line}: " if line else ""

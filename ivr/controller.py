@@ -6,8 +6,10 @@ import asyncio
 import json
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from ivr.agi import variables as var
 from ivr.agi.context import HandlerContext, Prompts
 from ivr.agi.server import AgiServer
 from ivr.ami.client import AmiClient, AmiError
@@ -31,6 +33,8 @@ from ivr.store import CallStore, Database
 
 log = logging.getLogger("ivr.controller")
 
+KEPT_JOURNEYS = 16  # journeys kept for calls in progress across reloads
+
 
 @dataclass
 class Controller:
@@ -44,9 +48,24 @@ class Controller:
     ami: AmiClient = field(init=False)
 
     def __post_init__(self) -> None:
-        self.db = Database(self.config.database_path)
+        self.db = Database(self.config.database_url)
         self.asterisk_paths = AsteriskPaths(self.config.asterisk_dir)
         self._reconcile_lock = asyncio.Lock()
+        self._reconcile_tasks: set[asyncio.Task] = set()
+        self._stopping = False
+        # Journeys by version: calls in progress keep the one they started with (IVR_JOURNEY).
+        self._journeys: OrderedDict[str, Journey] = OrderedDict()
+        self._keep_journey(self.journey)
+
+    def _keep_journey(self, journey: Journey) -> None:
+        version = journey_version(journey)
+        self._journeys[version] = journey
+        self._journeys.move_to_end(version)
+        while len(self._journeys) > KEPT_JOURNEYS:
+            self._journeys.popitem(last=False)
+
+    def journey_for(self, version: str | None) -> Journey:
+        return self._journeys.get(version or "", self.journey)
 
     async def start(self) -> None:
         await self.db.open()
@@ -61,6 +80,8 @@ class Controller:
             notice=self.config.prompts.notice,
             default_desk=self.config.desk.default,
             journey=lambda: self.journey,
+            journey_for=self.journey_for,
+            version_of=journey_version,
         )
         self.agi = AgiServer(
             ctx,
@@ -75,10 +96,10 @@ class Controller:
             username=self.config.asterisk.ami_user,
             secret=self.secrets.ami_secret,
             on_event=tracker.handle,
-            on_login=self.reconcile,
+            on_login=self._reconcile_soon,
         )
         # Calls ended while we were away get their recordings finalised now.
-        for record in await self.calls.store.unfinalised_recordings():
+        for record in await self.calls.store.unfinalised_recordings(node=self.node):
             self.finaliser.schedule(record.id, record.recording_path)
         await self.agi.start()
         await self.ami.start()
@@ -92,12 +113,14 @@ class Controller:
             # Prompts a new journey uses (new texts in prompts.yaml) exist before any call.
             await asyncio.to_thread(render_all_prompts, self.config)
             await asyncio.to_thread(check_notices, self.config, journey)
+            # Refuses a value that would break a rendered file (RenderError, a ValueError).
+            render_asterisk_config(self.config, self.secrets, journey)
         except (JourneyError, ValueError, PromptEngineError) as exc:
             log.error("event=reload_refused problems=%r", str(exc))
             self._write_state(started, ok=False, errors=str(exc).splitlines())
             return False
-        render_asterisk_config(self.config, self.secrets, journey)
         self.journey = journey
+        self._keep_journey(journey)
         try:
             await self.ami.action({"Action": "QueueReload", "Members": "no", "Rules": "yes",
                                    "Parameters": "yes"}, as_list=False)
@@ -120,32 +143,81 @@ class Controller:
     def _call_ended(self, record: CallRecord) -> None:
         self.finaliser.schedule(record.id, record.recording_path)
 
+    @property
+    def node(self) -> str:
+        return self.config.server.node_name
+
+    async def _reconcile_soon(self) -> None:
+        """At start-up and at every AMI (re)login; stop() waits for it before closing."""
+        if self._stopping:
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._reconcile_tasks.add(task)
+        try:
+            await self.reconcile()
+        finally:
+            if task is not None:
+                self._reconcile_tasks.discard(task)
+
     async def reconcile(self) -> None:
-        """After (re)connecting to Asterisk: close calls whose channels are gone and import
-        the calls Asterisk handled without us (CDR)."""
+        """After (re)connecting to Asterisk: follow live calls we did not see start, close
+        this node's calls whose channels are gone, and import the calls Asterisk handled
+        without us (CDR). Calls of other nodes sharing the store are never touched."""
         async with self._reconcile_lock:
-            open_calls = await self.calls.store.open_calls()
-            if open_calls:
-                try:
-                    live = await self.live_channel_ids()
-                except AmiError as exc:
-                    log.warning("event=reconcile_skipped reason=%s", exc)
-                    live = None
-                if live is not None:
-                    for record in open_calls:
-                        if record.id not in live:
-                            await self.calls.hung_up(record.id, 0, "channel gone while unobserved")
-            imported = await import_missed_calls(self.asterisk_paths.cdr_csv, self.calls)
+            # Open calls first: a call that starts after Asterisk's list was taken must not
+            # look gone.
+            open_calls = await self.calls.store.open_calls(node=self.node)
+            try:
+                live = await self.live_customer_channels()
+            except AmiError as exc:
+                log.warning("event=reconcile_skipped reason=%s", exc)
+                live = None
+            if live is not None:
+                for record in open_calls:
+                    if record.id not in live:
+                        await self.calls.hung_up(record.id, 0, "channel gone while unobserved")
+                for call_id, channel in live.items():
+                    await self._adopt(call_id, channel)
+            imported = await import_missed_calls(self.asterisk_paths.cdr_csv, self.calls,
+                                                  node=self.node)
             for call_id in imported:
                 record = await self.calls.get(call_id)
                 if record is not None:
                     self.finaliser.schedule(record.id, record.recording_path)
 
-    async def live_channel_ids(self) -> set[str]:
+    async def _adopt(self, call_id: str, channel: dict[str, str]) -> None:
+        if await self.calls.is_known(call_id):
+            self.calls.active.add(call_id)
+            return
+        values = {}
+        for name in (var.RECORDING, var.DID, var.FAILSAFE_DONE):
+            try:
+                reply = await self.ami.action({"Action": "Getvar", "Channel": channel["Channel"],
+                                               "Variable": name}, as_list=False)
+                values[name] = reply.get("Value") or ""
+            except AmiError:
+                values[name] = ""
+        started = time.time() - _seconds(channel.get("Duration", ""))
+        await self.calls.adopt(
+            call_id, caller=channel.get("CallerIDNum"), did=values[var.DID] or None,
+            recording_path=f"{values[var.RECORDING]}.wav" if values[var.RECORDING] else None,
+            started_at=started, failsafe=values[var.FAILSAFE_DONE] == "1",
+        )
+        log.info("event=call_adopted call_id=%s channel=%s", call_id, channel.get("Channel"))
+
+    async def live_customer_channels(self) -> dict[str, dict[str, str]]:
+        """Asterisk's live customer calls: the trunk's channels that root their linked id."""
         response = await self.ami.action({"Action": "CoreShowChannels"}, timeout=10,
                                          as_list=True)
         messages = response if isinstance(response, list) else [response]
-        return {m.get("Uniqueid") for m in messages if m.get("Uniqueid")}
+        return {
+            m["Uniqueid"]: dict(m)
+            for m in messages
+            if m.get("Event") == "CoreShowChannel" and m.get("Uniqueid")
+            and m.get("Uniqueid") == m.get("Linkedid")
+            and str(m.get("Channel", "")).startswith("PJSIP/trunk-")
+        }
 
     async def health(self) -> dict[str, bool]:
         ami_up = self.ami.connected
@@ -158,10 +230,27 @@ class Controller:
         }
 
     async def stop(self) -> None:
+        """In order: stop taking work (FastAGI, AMI, reconciliation), let what was taken
+        finish (recordings), then close the store (its writer drains first)."""
+        self._stopping = True
         await self.agi.stop()
         await self.ami.stop()
+        for task in list(self._reconcile_tasks):
+            task.cancel()
+        await asyncio.gather(*self._reconcile_tasks, return_exceptions=True)
         try:
             await asyncio.wait_for(self.finaliser.wait_idle(), 10)
         except TimeoutError:
             log.warning("event=finaliser_shutdown_timeout")
+        # Nothing reports facts any more: the writer commits what it still holds, then the
+        # connections close.
         await self.db.close()
+
+
+def _seconds(duration: str) -> float:
+    """CoreShowChannel's Duration, 'HH:MM:SS'."""
+    try:
+        h, m, sec = (int(x) for x in duration.split(":"))
+    except ValueError:
+        return 0.0
+    return float(h * 3600 + m * 60 + sec)

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ivr.policy.schedule import Schedule, ScheduleError, parse_schedule
 
 NAME = r"^[a-z][a-z0-9_-]{0,31}$"
+# Prompt and music-class names end up in file paths and Asterisk config lines (queues.conf).
+Prompt = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 KEYS = "0123456789*#"
 Language = Literal["ja", "en"]
 MAX_MENU_STEPS = 30  # a caller pressing 'repeat' forever still ends somewhere
@@ -40,7 +42,7 @@ class Route(_Model):
 
     menu: str | None = None
     desk: str | None = None
-    message: str | None = None
+    message: Prompt | None = None
     repeat: bool = False
     hangup: bool = False
     language: Language | None = None
@@ -71,12 +73,12 @@ class Route(_Model):
 
 
 class Menu(_Model):
-    prompt: str
+    prompt: Prompt
     choices: dict[Annotated[str, Field(pattern=r"^[0-9*#]$")], Route] = Field(min_length=1)
     timeout: float = Field(default=5.0, ge=1.0, le=30.0)
     retries: int = Field(default=2, ge=0, le=5)
-    invalid_prompt: str = "invalid"
-    no_input_prompt: str = "no_input"
+    invalid_prompt: Prompt = "invalid"
+    no_input_prompt: Prompt = "no_input"
     default: Route
 
 
@@ -89,14 +91,14 @@ class Desk(_Model):
     title: str = ""
     strategy: Strategy = "rrmemory"
     members: list[str] = Field(default_factory=list)
-    music: str = "default"
+    music: Prompt = "default"
     ring_timeout: int = Field(default=15, ge=3, le=120)
     max_wait: int = Field(default=300, ge=5, le=7200)
     announce_position: bool = True
     announce_frequency: int = Field(default=30, ge=0, le=600)
-    periodic_announce: str | None = "please_wait"
+    periodic_announce: Prompt | None = "please_wait"
     periodic_frequency: int = Field(default=45, ge=0, le=600)
-    notice: str | None = None
+    notice: Prompt | None = None
     overflow: Route = Route(message="goodbye")
 
     @model_validator(mode="after")
@@ -114,8 +116,8 @@ class Entry(_Model):
     )
     title: str = ""
     language: Language = "ja"
-    greeting: str | None = "welcome"
-    notice: str = "notice"
+    greeting: Prompt | None = "welcome"
+    notice: Prompt = "notice"
     # The languages the notice plays in, in order, before the start route (a language menu
     # comes after it): e.g. [ja, en] for a bilingual entry. Default: the entry's language.
     notice_languages: list[Language] | None = Field(default=None, min_length=1, max_length=2)
@@ -257,6 +259,7 @@ def load_journey(
         "schedules": {}, "desks": {}, "menus": {}, "entries": {}
     }
     where: dict[tuple[str, str], str] = {}  # (section, name) -> "file:line"
+    schedule_files: dict[str, tuple[Path, _Located]] = {}
     for path in files:
         data, located = _read(path)
         try:
@@ -277,6 +280,8 @@ def load_journey(
                     continue
                 merged[section][name] = value
                 where[(section, name)] = spot
+                if section == "schedules":
+                    schedule_files[name] = (path, located)
     if problems:
         raise JourneyError(problems)
 
@@ -285,7 +290,9 @@ def load_journey(
         try:
             schedules[name] = parse_schedule(name, raw)
         except ScheduleError as exc:
-            spot = where[("schedules", name)]
+            # The line of the offending value itself (a misspelt calendar, a bad date).
+            path, located = schedule_files[name]
+            spot = f"{path}:{located.line(('schedules', name, *exc.path)) or 1}"
             detail = ".".join(str(p) for p in exc.path)
             problems.append(f"{spot}: schedules.{name}{'.' + detail if detail else ''}: {exc}")
 
@@ -297,7 +304,8 @@ def load_journey(
         by_number={},
         sources=tuple(str(p) for p in files),
     )
-    problems += check_journey(journey, where, set(operators), prompts)
+    problems += check_journey(journey, where, set(operators), prompts,
+                              defined_schedules=set(merged["schedules"]))
     if problems:
         raise JourneyError(problems)
     by_number: dict[str, str] = {}
@@ -312,8 +320,13 @@ def check_journey(
     where: Mapping[tuple[str, str], str],
     operators: set[str],
     prompts: Mapping[str, Mapping[str, str]] | None,
+    *,
+    defined_schedules: set[str] | None = None,
 ) -> list[str]:
-    """Cross-references, reachability and exits: what the schema cannot see."""
+    """Cross-references, reachability and exits: what the schema cannot see.
+
+    ``defined_schedules``: names defined in the files, also those that failed to parse
+    (already reported), so an entry naming one is not reported a second time."""
     problems: list[str] = []
 
     def at(section: str, name: str) -> str:
@@ -336,7 +349,8 @@ def check_journey(
                 problems.append(f"{at('entries', name)}: entries.{name}.numbers: {number} "
                                 f"is already the number of entry {seen_numbers[number]!r}")
             seen_numbers[number] = name
-        if entry.schedule and entry.schedule not in journey.schedules:
+        known = journey.schedules.keys() | (defined_schedules or set())
+        if entry.schedule and entry.schedule not in known:
             problems.append(f"{at('entries', name)}: entries.{name}.schedule: "
                             f"no schedule named {entry.schedule!r}")
         if entry.start.repeat:

@@ -82,8 +82,10 @@ class CallRecord:
 
     @classmethod
     def from_row(cls, row: Any) -> CallRecord:
+        """From a row of the calls table (any mapping); times may be datetimes (the store's
+        columns) or epoch seconds, and become epoch seconds."""
         keys = row.keys()
-        values = {f.name: row[f.name] for f in fields(cls) if f.name in keys}
+        values = {f.name: _seconds(row[f.name]) for f in fields(cls) if f.name in keys}
         values["failsafe"] = bool(values["failsafe"])
         return cls(**values)
 
@@ -117,3 +119,10 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z"
     )
+
+
+def _seconds(value: Any) -> Any:
+    if not isinstance(value, datetime):
+        return value
+    # SQLite hands timestamps back without a zone; the store writes them in UTC.
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()

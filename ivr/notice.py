@@ -112,6 +112,7 @@ def render_fallback_notice(
     prompts_dir: Path,
     notice: str,
     voices: Mapping[str, str] | None = None,
+    engines: Mapping[str, str] | None = None,
 ) -> Path:
     """Render the notice's Japanese and English texts, one after the other, into the fallback
     file (cached like every prompt). The text is used, never an imported recording, so the
@@ -120,7 +121,7 @@ def render_fallback_notice(
     text = "  ".join(by_lang[lang] for lang in ordered(by_lang))
     # The Japanese voice speaks the kana runs and the English voice the Latin ones.
     rendered = render_prompts({"notice": {"ja": text}}, prompts_dir / FALLBACK_DIR / "render",
-                              voices=voices)
+                              voices=voices, engines=engines)
     source = rendered[("notice", "ja")]
     target = fallback_path(prompts_dir)
     if not target.is_file() or target.read_bytes() != source.read_bytes():

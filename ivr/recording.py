@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from ivr import recording_timeline
 from ivr.service import CallService
 
 log = logging.getLogger("ivr.recording")
@@ -64,6 +65,26 @@ class RecordingFinaliser:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def rebuild_timeline(self, call_id: str, path: Path, deadline: float) -> None:
+        """Put the recording on the call's wall-clock timeline from the recorder's file
+        (see ivr.recording_timeline), once the recorder has stopped writing; MixMonitor's
+        files stay if there is none or it cannot be used."""
+        loop = asyncio.get_running_loop()
+        raw = await asyncio.to_thread(recording_timeline.find_timeline, path)
+        if raw is None:
+            return
+        while not await asyncio.to_thread(recording_timeline.is_settled, raw):
+            if loop.time() > deadline:
+                log.error("event=recording_problem call_id=%s path=%s problem=%s",
+                          call_id, raw, "recorder still writing")
+                return
+            await asyncio.sleep(0.2)
+        try:
+            await asyncio.to_thread(recording_timeline.rebuild, path)
+        except (OSError, ValueError) as err:
+            log.error("event=recording_problem call_id=%s path=%s problem=%s",
+                      call_id, raw, f"timeline not rebuilt: {err}")
+
     async def finalise(self, call_id: str, path: Path) -> RecordingFacts | None:
         deadline = asyncio.get_running_loop().time() + self.close_timeout
         while not await asyncio.to_thread(wav_closed, path):
@@ -75,6 +96,7 @@ class RecordingFinaliser:
                 await self.calls.recording_missing(call_id, str(path), problem)
                 return None
             await asyncio.sleep(0.2)
+        await self.rebuild_timeline(call_id, path, deadline)
         facts = await asyncio.to_thread(wav_facts, path)
         await self.calls.recording_finalised(call_id, facts.duration, facts.sha256)
         return facts

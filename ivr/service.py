@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ivr.model import CallRecord, Disposition, Source
-from ivr.policy.outcome import decide_outcome, hangup_side
+from ivr.policy.callerid import normalise_number
+from ivr.policy.outcome import decide_ending
 from ivr.store.calls import CallStore
 
 log = logging.getLogger("ivr.calls")
@@ -32,15 +33,14 @@ class CallService:
         self.node = node
         self.clock = clock
         self._on_ended = on_ended
-        # Facts kept only until hang-up decides the outcome.
-        self._queue_status: dict[str, str] = {}
-        self._complete_reason: dict[str, str] = {}
-        self._menu_path: dict[str, list[str]] = {}
-        # For /metrics: calls this process has seen start and not end, and outcomes so far.
+        # Calls this process has seen start and not end (for /metrics, and so AMI events of
+        # live calls need no database look-up); outcomes so far. Every fact about a call
+        # itself is in the store.
         self.active: set[str] = set()
         self.outcomes: Counter[str] = Counter()
 
     async def _event(self, call_id: str, kind: str, at: float | None = None, **data: Any) -> float:
+        """One fact in the call's timeline; `at` is Asterisk's time when Asterisk reported it."""
         at = self.clock() if at is None else at
         await self.store.add_event(call_id, kind, at, data)
         log.info("event=%s call_id=%s %s", kind, call_id,
@@ -58,15 +58,18 @@ class CallService:
         caller_name: str | None = None,
         started_at: float | None = None,
     ) -> bool:
-        """Record a new inbound call; reporting it twice (AGI and AMI) is harmless."""
+        """Record a new inbound call; reporting it twice (AGI and AMI) is harmless. The caller
+        number is normalised here, whoever reports it (null when withheld or unusable)."""
         at = self.clock() if started_at is None else started_at
+        caller = normalise_number(caller)
         created = await self.store.ensure_call(
             call_id, node=self.node, started_at=at, source=source.value
         )
+        if caller is not None:
+            await self.store.update(call_id, caller=caller)
         await self.store.update(
             call_id,
             only_if_null=True,
-            caller=caller or None,
             caller_name=caller_name or None,
             did=did or None,
             answered_at=at,
@@ -124,18 +127,21 @@ class CallService:
     async def schedule_closed(self, call_id: str, schedule: str) -> None:
         await self._event(call_id, "closed_hours", schedule=schedule)
 
+    async def menu_step_limit(self, call_id: str, menu: str, route: str) -> None:
+        await self._event(call_id, "menu_step_limit", menu=menu, route=route)
+
     async def menu_entered(self, call_id: str, menu: str) -> None:
         await self._event(call_id, "menu", menu=menu)
 
     async def menu_input(
-        self, call_id: str, menu: str, key: str | None, result: str, route: str | None = None
+        self, call_id: str, menu: str, key: str | None, result: str, route: str | None = None,
+        path: list[str] | None = None,
     ) -> None:
-        """One answer to a menu: result is 'chosen', 'invalid' or 'no_input'."""
+        """One answer to a menu: result is 'chosen', 'invalid' or 'no_input'. `path` is every
+        answer of this call so far (the FastAGI session that runs the menus holds it)."""
         await self._event(call_id, f"menu_{result}", menu=menu, key=key, route=route)
-        step = f"{menu}:{key if key is not None else '-'}"
-        path = self._menu_path.setdefault(call_id, [])
-        path.append(step)
-        await self.store.update(call_id, menu_path=" ".join(path))
+        if path is not None:
+            await self.store.update(call_id, menu_path=" ".join(path))
 
     async def disposed(self, call_id: str, disposition: Disposition, detail: str = "") -> None:
         await self._event(call_id, "disposition", disposition=disposition.value, detail=detail)
@@ -153,55 +159,75 @@ class CallService:
         log.info("event=operator_%s operator=%s desk=%s detail=%s by=%s",
                  action, operator, desk or "-", detail or "-", by_whom or "-")
 
-    async def queue_joined(self, call_id: str, desk: str, position: int) -> None:
-        at = await self._event(call_id, "queue_joined", desk=desk, position=position)
+    async def queue_joined(self, call_id: str, desk: str, position: int,
+                           at: float | None = None) -> None:
+        at = await self._event(call_id, "queue_joined", at, desk=desk, position=position)
         await self.store.update(call_id, desk=desk)
         await self.store.update(call_id, only_if_null=True, queue_joined_at=at)
 
-    async def operator_ringing(self, call_id: str, operator: str) -> None:
-        await self._event(call_id, "operator_ringing", operator=operator)
+    async def operator_ringing(self, call_id: str, operator: str,
+                               at: float | None = None) -> None:
+        await self._event(call_id, "operator_ringing", at, operator=operator)
 
-    async def connected(self, call_id: str, operator: str, hold_time: int) -> None:
-        at = await self._event(call_id, "connected", operator=operator, hold_time=hold_time)
+    async def connected(self, call_id: str, operator: str, hold_time: int,
+                        at: float | None = None) -> None:
+        at = await self._event(call_id, "connected", at, operator=operator, hold_time=hold_time)
         await self.store.update(call_id, operator=operator, connected_at=at)
 
-    async def conversation_ended(self, call_id: str, operator: str, reason: str) -> None:
-        self._complete_reason[call_id] = reason
-        await self._event(call_id, "conversation_ended", operator=operator, reason=reason)
+    async def conversation_ended(self, call_id: str, operator: str, reason: str,
+                                 at: float | None = None) -> None:
+        await self._event(call_id, "conversation_ended", at, operator=operator, reason=reason)
 
-    async def queue_abandoned(self, call_id: str, hold_time: int) -> None:
-        await self._event(call_id, "queue_abandoned", hold_time=hold_time)
+    async def queue_abandoned(self, call_id: str, hold_time: int,
+                              at: float | None = None) -> None:
+        await self._event(call_id, "queue_abandoned", at, hold_time=hold_time)
 
-    async def queue_result(self, call_id: str, desk: str, status: str) -> None:
-        self._queue_status[call_id] = status
-        await self._event(call_id, "queue_result", desk=desk, status=status)
+    async def queue_result(self, call_id: str, desk: str, status: str,
+                           at: float | None = None) -> None:
+        await self._event(call_id, "queue_result", at, desk=desk, status=status)
 
-    async def hung_up(self, call_id: str, cause: int, cause_text: str) -> CallRecord | None:
-        record = await self.store.get(call_id)
-        if record is None or record.ended_at is not None:
-            return record
-        at = await self._event(call_id, "hung_up", cause=cause, cause_text=cause_text)
-        reason = self._complete_reason.pop(call_id, None)
-        outcome = decide_outcome(
-            connected=record.connected_at is not None,
-            queue_joined=record.queue_joined_at is not None,
-            queue_status=self._queue_status.pop(call_id, None),
-            disposition=record.disposition,
-        )
-        self._menu_path.pop(call_id, None)
+    async def hangup_source(self, call_id: str, side: str, source: str,
+                            at: float | None = None) -> None:
+        """Asterisk's hangup handler said which channel ended the call."""
+        await self._event(call_id, "hangup_source", at, side=side, channel=source or None)
+
+    async def hung_up(
+        self, call_id: str, cause: int, cause_text: str, at: float | None = None
+    ) -> CallRecord | None:
+        """The caller's channel is gone: close the record once, deciding outcome and who hung
+        up from the whole timeline in one transaction (see policy.outcome)."""
+        at = self.clock() if at is None else at
+
+        def decide(record: CallRecord, events: list[dict[str, Any]]) -> dict[str, Any]:
+            ending = decide_ending(connected=record.connected_at is not None,
+                                   disposition=record.disposition, events=events)
+            return {"ended_at": at, "hangup_cause": cause, "hangup_by": ending.hangup_by,
+                    "outcome": ending.outcome.value}
+
+        ended = await self.store.finish_call(call_id, decide)
         self.active.discard(call_id)
-        self.outcomes[outcome.value] += 1
-        await self.store.update(
-            call_id,
-            ended_at=at,
-            hangup_cause=cause,
-            hangup_by=hangup_side(reason) or ("caller" if outcome != "answered" else None),
-            outcome=outcome.value,
-        )
-        ended = await self.store.get(call_id)
-        if ended is not None and self._on_ended is not None:
+        if ended is None:  # unknown, or closed already (AMI and reconciliation both saw it)
+            return await self.store.get(call_id)
+        await self._event(call_id, "hung_up", at, cause=cause, cause_text=cause_text,
+                          outcome=ended.outcome, hangup_by=ended.hangup_by)
+        self.outcomes[ended.outcome or "unknown"] += 1
+        if self._on_ended is not None:
             self._on_ended(ended)
         return ended
+
+    async def adopt(self, call_id: str, *, caller: str | None, did: str | None,
+                    recording_path: str | None, started_at: float | None = None,
+                    failsafe: bool = False) -> bool:
+        """A live call this controller did not see start (it was down, or FastAGI failed):
+        follow it from now on. True when it was new to the store."""
+        created = await self.call_started(call_id, caller=caller, did=did,
+                                          recording_path=recording_path, source=Source.AMI,
+                                          started_at=started_at)
+        if created:
+            await self._event(call_id, "adopted", failsafe=failsafe)
+            if failsafe:
+                await self.store.update(call_id, failsafe=1)
+        return created
 
     async def recording_finalised(self, call_id: str, duration: float, sha256: str) -> None:
         await self._event(call_id, "recording_finalised", duration=round(duration, 3),
@@ -222,4 +248,4 @@ class CallService:
         return await self.store.events(call_id)
 
     async def is_known(self, call_id: str) -> bool:
-        return await self.store.exists(call_id)
+        return call_id in self.active or await self.store.exists(call_id)

@@ -7,7 +7,8 @@ import logging
 from dataclasses import dataclass
 
 from ivr.asterisk.render import AsteriskPaths, render_asterisk_config
-from ivr.audio.prompts import load_prompt_texts, render_prompts
+from ivr.asterisk.sounds import SOUNDS_SUBDIR, load_sound_texts
+from ivr.audio.prompts import load_prompt_texts, render_prompts, render_sound_set
 from ivr.config import Config
 from ivr.credentials import Secrets, load_or_create
 from ivr.journey import Journey, JourneyError, journey_files, load_journey
@@ -27,7 +28,7 @@ class Prepared:
 
 def load_current_journey(config: Config) -> Journey:
     """The journey in dialplan/, checked against ivr.toml's operators, desk and prompts."""
-    texts = load_prompt_texts(config.path(config.prompts.texts))
+    texts = load_prompt_texts(config.path(config.prompts.texts), engines=config.prompts.engines)
     journey = load_journey(
         journey_files(config.journey_dir),
         operators=[o.endpoint for o in config.operators],
@@ -48,11 +49,24 @@ def journey_version(journey: Journey) -> str:
 
 
 def render_all_prompts(config: Config) -> int:
-    """Render new or changed prompt texts (cached), then put admins' recordings in place."""
-    texts = load_prompt_texts(config.path(config.prompts.texts))
-    rendered = render_prompts(texts, config.prompts_dir, voices=dict(config.prompts.voices))
-    render_fallback_notice(texts, config.prompts_dir, config.prompts.notice,
-                           voices=dict(config.prompts.voices))
+    """Render new or changed prompt texts and Asterisk's sounds in our languages (cached),
+    then put admins' recordings in place."""
+    engines = dict(config.prompts.engines)
+    voices = dict(config.prompts.voices)
+    texts = load_prompt_texts(config.path(config.prompts.texts), engines=engines)
+    rendered = render_prompts(texts, config.prompts_dir, voices=voices, engines=engines)
+    sounds_file = config.sounds_path
+    if sounds_file.is_file():
+        for lang, sounds in load_sound_texts(sounds_file).items():
+            done = render_sound_set(
+                sounds, lang, config.prompts_dir / SOUNDS_SUBDIR, voices, engines=engines
+            )
+            rendered.update({(name, f"asterisk/{lang}"): path for name, path in done.items()})
+    else:
+        log.warning("event=no_asterisk_sounds file=%s: queue announcements stay in English",
+                    sounds_file)
+    render_fallback_notice(texts, config.prompts_dir, config.prompts.notice, voices=voices,
+                           engines=engines)
     apply_recordings(config)
     return len(rendered)
 

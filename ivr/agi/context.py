@@ -35,3 +35,13 @@ class HandlerContext:
     default_desk: str
     # The journey in service now; a reload swaps it, calls in progress keep theirs.
     journey: Callable[[], Journey | None] = lambda: None
+    # The journey a call started with, by the version in its IVR_JOURNEY channel variable
+    # (the current one when that version is no longer kept).
+    journey_for: Callable[[str | None], Journey | None] | None = None
+    # The version string of a journey, for IVR_JOURNEY.
+    version_of: Callable[[Journey], str] | None = None
+
+    def call_journey(self, version: str | None) -> Journey | None:
+        if self.journey_for is not None:
+            return self.journey_for(version)
+        return self.journey()

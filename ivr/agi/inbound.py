@@ -13,11 +13,10 @@ from ivr.agi import variables as var
 from ivr.agi.context import HandlerContext
 from ivr.agi.desk import queue_to_desk
 from ivr.agi.notice import NoticeFailed, end_without_notice, play_notice
-from ivr.agi.protocol import AgiChannel
+from ivr.agi.protocol import AgiChannel, AgiHangup
 from ivr.journey import MAX_MENU_STEPS, Journey, Menu, Route
 from ivr.model import Disposition, Source
-from ivr.policy.callerid import normalise_number
-from ivr.policy.menu import answer
+from ivr.policy.menu import answer, step_limit_route
 from ivr.policy.schedule import is_open
 
 ALL_KEYS = "0123456789*#"
@@ -36,6 +35,10 @@ class InboundCall:
         self.notice_played = False
         self.entry_notice = ctx.notice
         self.notice_languages: list[str] = [self.language]
+        # Every menu prompt played counts (answers, retries, repeats): MAX_MENU_STEPS bounds
+        # how long one caller can hold an IVR channel.
+        self.steps = 0
+        self.menu_path: list[str] = []
 
     # ---- media ----
     async def play(self, prompt: str, purpose: str, *, interruptible: bool = False) -> str | None:
@@ -96,15 +99,13 @@ class InboundCall:
     async def follow(self, route: Route, *, closed: bool = False) -> None:
         assert self.journey is not None
         current_menu: str | None = None
-        for _ in range(MAX_MENU_STEPS):
+        while True:
             if route.language:
                 await self.set_language(route.language)
-            if route.menu is not None:
-                current_menu = route.menu
-                route = await self.run_menu(route.menu, self.journey.menus[route.menu])
-                continue
-            if route.repeat and current_menu is not None:
-                route = Route(menu=current_menu)
+            if route.menu is not None or (route.repeat and current_menu is not None):
+                current_menu = route.menu or current_menu
+                assert current_menu is not None
+                route = await self.run_menu(current_menu, self.journey.menus[current_menu])
                 continue
             if route.desk is not None:
                 await self.to_desk(route.desk, reason=f"route {route.describe()}")
@@ -119,30 +120,39 @@ class InboundCall:
                                       else Disposition.HANGUP)
             await self.hang_up()
             return
-        # A caller who keeps choosing 'repeat' still reaches someone.
-        await self.to_desk(self.ctx.default_desk, reason="menu step limit")
 
     async def run_menu(self, name: str, menu: Menu) -> Route:
         await self.calls.menu_entered(self.call_id, name)
         failures = 0
         while True:
+            if self.steps >= MAX_MENU_STEPS:
+                route = step_limit_route(menu, self.ctx.default_desk)
+                await self.calls.menu_step_limit(self.call_id, name, route.describe())
+                return route
+            self.steps += 1
             key = await self.play(menu.prompt, f"menu {name}", interruptible=True)
             if key is None:
-                digit = await self.agi.command(f"WAIT FOR DIGIT {int(menu.timeout * 1000)}")
-                key = chr(digit.value) if digit.value > 0 else None
+                key = await self.wait_for_key(menu.timeout)
             step = answer(menu, key, failures)
             failures = step.failures
+            self.menu_path.append(f"{name}:{key if key is not None else '-'}")
             await self.calls.menu_input(
                 self.call_id, name, key, step.result,
-                step.route.describe() if step.route else None,
+                step.route.describe() if step.route else None, path=self.menu_path,
             )
             if step.feedback:
                 await self.play(step.feedback, step.result)
-            if step.route is None:
-                continue
-            if step.route.repeat:
+            if step.route is None or step.route.repeat:
                 continue
             return step.route
+
+    async def wait_for_key(self, timeout: float) -> str | None:
+        """A key within the menu's timeout, or None for silence. A hang-up while waiting is
+        a hang-up, never a 'no input' answer."""
+        digit = await self.agi.command(f"WAIT FOR DIGIT {int(timeout * 1000)}")
+        if digit.value < 0 or self.agi.hung_up:
+            raise AgiHangup("caller hung up while the menu waited for a key")
+        return chr(digit.value) if digit.value > 0 else None
 
     async def to_desk(self, name: str, *, reason: str) -> None:
         desk = self.journey.desks.get(name) if self.journey is not None else None
@@ -159,13 +169,17 @@ async def handle(agi: AgiChannel, ctx: HandlerContext) -> None:
     did = await agi.get_variable(var.DID) or agi.headers.get("agi_dnid")
     await ctx.calls.call_started(
         agi.unique_id,
-        caller=normalise_number(agi.headers.get("agi_callerid")),
+        caller=agi.headers.get("agi_callerid"),
         caller_name=agi.headers.get("agi_calleridname") or None,
         did=did,
         recording_path=f"{recording}.wav" if recording else None,
         source=Source.CONTROLLER,
     )
+    journey = ctx.journey()
+    if journey is not None and ctx.version_of is not None:
+        # The overflow handler, later in the call, follows this same journey.
+        await agi.set_variable(var.JOURNEY, ctx.version_of(journey))
     try:
-        await InboundCall(agi, ctx, ctx.journey(), did).run()
+        await InboundCall(agi, ctx, journey, did).run()
     except NoticeFailed as exc:
         await end_without_notice(agi, ctx.calls, agi.unique_id, exc)

@@ -59,13 +59,20 @@ class AgiResult:
 
 
 def parse_headers(raw: bytes) -> dict[str, str]:
+    """Asterisk ends each header with LF; some carry caller text (agi_callerid, agi_dnid,
+    agi_calleridname). Only LF splits (str.splitlines would also split on NEL, VT, FS...
+    inside a caller's name), and a header given twice means someone smuggled a line in:
+    the session is refused (the dialplan's fail-safe path takes the call)."""
     headers: dict[str, str] = {}
-    for line in raw.decode("utf-8", "replace").splitlines():
+    for line in raw.decode("utf-8", "replace").split("\n"):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         key, sep, value = line.partition(":")
         if not sep or not key.startswith("agi_"):
             raise AgiProtocolError(f"not an AGI header line: {line[:80]!r}")
+        if key.strip() in headers:
+            raise AgiProtocolError(f"AGI header {key.strip()} given twice")
         headers[key.strip()] = value.strip()
     if "agi_uniqueid" not in headers:
         raise AgiProtocolError("AGI headers lack agi_uniqueid")

@@ -19,9 +19,18 @@ async def handle(agi: AgiChannel, ctx: HandlerContext) -> None:
     status = await agi.get_variable("QUEUESTATUS") or "UNKNOWN"
     hops = int(await agi.get_variable(var.OVERFLOWS) or "0")
     language = await agi.get_variable(var.LANGUAGE) or ctx.prompts.language
+    if not await ctx.calls.is_known(call_id):
+        # A call that began while the controller was down (fail-safe): follow it from here.
+        recording = await agi.get_variable(var.RECORDING)
+        await ctx.calls.adopt(
+            call_id, caller=agi.headers.get("agi_callerid"),
+            did=await agi.get_variable(var.DID),
+            recording_path=f"{recording}.wav" if recording else None,
+            failsafe=await agi.get_variable(var.FAILSAFE_DONE) == "1",
+        )
     await ctx.calls.queue_result(call_id, desk, status)
 
-    journey = ctx.journey()
+    journey = ctx.call_journey(await agi.get_variable(var.JOURNEY))
     route = journey.desks[desk].overflow if journey and desk in journey.desks else None
     if route is None or (route.desk and hops >= MAX_OVERFLOWS):
         await ctx.calls.overflowed(call_id, desk, status, "goodbye")

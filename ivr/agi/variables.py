@@ -12,6 +12,8 @@ LANGUAGE = "IVR_LANG"
 OVERFLOWS = "IVR_OVERFLOWS"
 NOTICE_LANGS = "IVR_NOTICE_LANGS"  # languages the fail-safe plays the notice in, `ja&en`
 NOTICE_PROBLEM = "IVR_NOTICE_PROBLEM"  # why no notice could be played (UserEvent, CDR)
+JOURNEY = "IVR_JOURNEY"  # the version of the journey the call started with
+FAILSAFE_DONE = "IVR_FAILSAFE_DONE"
 
 # Values of ACTION the dialplan's [ivr-action] context knows.
 ACTION_QUEUE = "queue"

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import unquote
+
+log = logging.getLogger("ivr.ami")
 
 
 def _endpoint(interface: str) -> str:
@@ -17,12 +22,17 @@ def _endpoint(interface: str) -> str:
 
 @dataclass(frozen=True)
 class CallStart:
-    """UserEvent IvrCallStart, sent by the dialplan as soon as recording runs."""
+    """UserEvent IvrCallStart, sent by the dialplan as soon as recording runs.
+
+    call_id is the event's own Uniqueid and caller its CallerIDNum (both written by
+    Asterisk); did arrives URI-encoded. No field is taken from caller-supplied text that
+    went through the dialplan's argument splitting."""
 
     call_id: str
     caller: str
     did: str
     recording: str
+    at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,7 @@ class Failsafe:
     call_id: str
     agi_status: str
     action: str
+    at: float | None = None  # Asterisk's own time of the event (timestampevents)
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,7 @@ class NoticeFallback:
     call_id: str
     prompt: str
     problem: str
+    at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,7 @@ class NoticeFailed:
     call_id: str
     source: str  # "controller" (already recorded by it) or "dialplan" (fail-safe path)
     problem: str
+    at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,7 @@ class QueueResult:
     call_id: str
     queue: str
     status: str
+    at: float | None = None  # Asterisk's own time of the event (timestampevents)
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,7 @@ class QueueCallerJoin:
     call_id: str
     queue: str
     position: int
+    at: float | None = None  # Asterisk's own time of the event (timestampevents)
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,7 @@ class AgentCalled:
     call_id: str
     queue: str
     operator: str
+    at: float | None = None  # Asterisk's own time of the event (timestampevents)
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,7 @@ class AgentConnect:
     operator: str
     hold_time: int
     ring_time: int
+    at: float | None = None  # Asterisk's own time of the event (timestampevents)
 
 
 @dataclass(frozen=True)
@@ -86,6 +103,7 @@ class AgentComplete:
     queue: str
     operator: str
     reason: str  # "caller", "agent" or "transfer"
+    at: float | None = None  # Asterisk's own time of the event (timestampevents)
 
 
 @dataclass(frozen=True)
@@ -93,6 +111,7 @@ class QueueCallerAbandon:
     call_id: str
     queue: str
     hold_time: int
+    at: float | None = None  # Asterisk's own time of the event (timestampevents)
 
 
 @dataclass(frozen=True)
@@ -102,10 +121,34 @@ class Hangup:
     channel: str
     cause: int
     cause_text: str
+    at: float | None = None  # Asterisk's own time of the event (timestampevents)
+
+
+@dataclass(frozen=True)
+class HangupSource:
+    """UserEvent IvrHangup from the caller channel's hangup handler: which channel ended the
+    call (CHANNEL(hangupsource)), compared with the caller's own channel."""
+
+    call_id: str
+    channel: str
+    source: str
+    at: float | None = None
+
+    @property
+    def side(self) -> str:
+        """'caller' (their own channel hung up), 'operator' (another SIP channel's hang-up
+        ended the bridge) or 'system' (the dialplan's Hangup(), measured as
+        'dialplan/builtin', or no source at all)."""
+        if self.source and self.source == self.channel:
+            return "caller"
+        if self.source.startswith("PJSIP/"):
+            return "operator"
+        return "system"
 
 
 AmiEvent = (
     CallStart
+    | HangupSource
     | Failsafe
     | NoticeFallback
     | NoticeFailed
@@ -126,25 +169,68 @@ def _int(value: str | None) -> int:
         return 0
 
 
-def parse_event(msg: Mapping[str, str]) -> AmiEvent | None:
-    """Turn one AMI message into a typed event; None for events the controller ignores."""
-    name = msg.get("Event", "")
-    get = msg.get
-    if name == "UserEvent":
-        kind = get("UserEvent", "")
-        if kind == "IvrCallStart":
-            return CallStart(
-                get("CallId", ""), get("Caller", ""), get("Did", ""), get("Recording", "")
-            )
-        if kind == "IvrFailsafe":
-            return Failsafe(get("CallId", ""), get("AgiStatus", ""), get("Action", ""))
-        if kind == "IvrNoticeFallback":
-            return NoticeFallback(get("CallId", ""), get("Prompt", ""), get("Problem", ""))
-        if kind == "IvrNoticeFailed":
-            return NoticeFailed(get("CallId", ""), get("Source", ""), get("Problem", ""))
-        if kind == "IvrQueueResult":
-            return QueueResult(get("CallId", ""), get("Queue", ""), get("Status", ""))
+def _timestamp(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
         return None
+
+
+def _single(msg: Mapping[str, Any], key: str) -> str | None:
+    """One header's value; None when missing or repeated (panoramisk makes a list of a
+    header that appears twice: someone managed to add one, trust neither)."""
+    value = msg.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    return None
+
+
+def _user_event(kind: str, msg: Mapping[str, Any]) -> AmiEvent | None:
+    call_id = _single(msg, "Uniqueid")
+    if not call_id:
+        log.warning("event=ami_user_event_refused kind=%s reason=no single Uniqueid", kind)
+        return None
+    claimed = _single(msg, "CallId")
+    if claimed is not None and claimed != call_id:
+        log.warning("event=ami_user_event_call_id_mismatch kind=%s uniqueid=%s callid=%r",
+                    kind, call_id, claimed)
+
+    def get(key: str) -> str:
+        return _single(msg, key) or ""
+
+    if kind == "IvrCallStart":
+        return CallStart(call_id, get("CallerIDNum"), unquote(get("Did")), get("Recording"))
+    if kind == "IvrFailsafe":
+        return Failsafe(call_id, get("AgiStatus"), get("Action"))
+    if kind == "IvrNoticeFallback":
+        return NoticeFallback(call_id, get("Prompt"), get("Problem"))
+    if kind == "IvrNoticeFailed":
+        return NoticeFailed(call_id, get("Source"), get("Problem"))
+    if kind == "IvrHangup":
+        # Channel and hangup source are Asterisk's own channel names, never caller text.
+        return HangupSource(call_id, get("Channel"), get("Source"))
+    if kind == "IvrQueueResult":
+        return QueueResult(call_id, get("Queue"), get("Status"))
+    return None
+
+
+def parse_event(msg: Mapping[str, Any]) -> AmiEvent | None:
+    """Turn one AMI message into a typed event; None for events the controller ignores."""
+    event = _parse(msg)
+    at = _timestamp(_single(msg, "Timestamp"))
+    if event is None or at is None:
+        return event
+    return replace(event, at=at)
+
+
+def _parse(msg: Mapping[str, str]) -> AmiEvent | None:
+    name = msg.get("Event", "")
+
+    def get(key: str, default: str = "") -> str:
+        return _single(msg, key) or default
+
+    if name == "UserEvent":
+        return _user_event(get("UserEvent"), msg)
     if name == "QueueCallerJoin":
         return QueueCallerJoin(get("Uniqueid", ""), get("Queue", ""), _int(get("Position")))
     if name == "AgentCalled":

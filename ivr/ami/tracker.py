@@ -1,4 +1,8 @@
-"""Following calls through AMI events into the call record."""
+"""Following calls through AMI events into the call record.
+
+Events arrive here one at a time, in Asterisk's order (AmiClient has one consumer), and carry
+Asterisk's own timestamps, which become the times in the call record.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +21,11 @@ class CallTracker:
 
     async def handle(self, event: ev.AmiEvent) -> None:
         match event:
-            case ev.CallStart(call_id=call_id, caller=caller, did=did, recording=rec):
+            case ev.CallStart(call_id=call_id, caller=caller, did=did, recording=rec, at=at):
+                # The service normalises the caller number, as on the FastAGI path.
                 await self.calls.call_started(
                     call_id, caller=caller, did=did, recording_path=f"{rec}.wav" if rec else None,
-                    source=Source.AMI,
+                    source=Source.AMI, started_at=at,
                 )
             case ev.Failsafe(call_id=call_id, agi_status=status, action=action):
                 if await self.calls.is_known(call_id):
@@ -35,25 +40,30 @@ class CallTracker:
                 if source != "controller" and await self.calls.is_known(call_id):
                     await self.calls.notice_failed(call_id, "fallback/notice", "", problem)
                     await self.calls.disposed(call_id, Disposition.NOTICE_FAILED, problem)
-            case ev.QueueCallerJoin(call_id=call_id, queue=queue, position=position):
+            case ev.QueueCallerJoin(call_id=call_id, queue=queue, position=position, at=at):
                 if await self.calls.is_known(call_id):
-                    await self.calls.queue_joined(call_id, queue, position)
-            case ev.AgentCalled(call_id=call_id, operator=operator):
+                    await self.calls.queue_joined(call_id, queue, position, at)
+            case ev.AgentCalled(call_id=call_id, operator=operator, at=at):
                 if await self.calls.is_known(call_id):
-                    await self.calls.operator_ringing(call_id, operator)
-            case ev.AgentConnect(call_id=call_id, operator=operator, hold_time=hold):
+                    await self.calls.operator_ringing(call_id, operator, at)
+            case ev.AgentConnect(call_id=call_id, operator=operator, hold_time=hold, at=at):
                 if await self.calls.is_known(call_id):
-                    await self.calls.connected(call_id, operator, hold)
-            case ev.AgentComplete(call_id=call_id, operator=operator, reason=reason):
+                    await self.calls.connected(call_id, operator, hold, at)
+            case ev.AgentComplete(call_id=call_id, operator=operator, reason=reason, at=at):
                 if await self.calls.is_known(call_id):
-                    await self.calls.conversation_ended(call_id, operator, reason)
-            case ev.QueueCallerAbandon(call_id=call_id, hold_time=hold):
+                    await self.calls.conversation_ended(call_id, operator, reason, at)
+            case ev.QueueCallerAbandon(call_id=call_id, hold_time=hold, at=at):
                 if await self.calls.is_known(call_id):
-                    await self.calls.queue_abandoned(call_id, hold)
-            case ev.QueueResult(call_id=call_id, queue=queue, status=status):
+                    await self.calls.queue_abandoned(call_id, hold, at)
+            case ev.QueueResult(call_id=call_id, queue=queue, status=status, at=at):
                 if await self.calls.is_known(call_id):
-                    await self.calls.queue_result(call_id, queue, status)
-            case ev.Hangup(unique_id=unique_id, cause=cause, cause_text=text):
-                # Only the customer's own channel ends the call; operator legs come and go.
-                if await self.calls.is_known(unique_id):
-                    await self.calls.hung_up(unique_id, cause, text)
+                    await self.calls.queue_result(call_id, queue, status, at)
+            case ev.HangupSource(call_id=call_id, source=source, at=at):
+                if await self.calls.is_known(call_id):
+                    await self.calls.hangup_source(call_id, event.side, source, at)
+            case ev.Hangup(unique_id=unique_id, linked_id=linked_id, cause=cause,
+                           cause_text=text, at=at):
+                # Only the customer's own channel ends the call (it is the root of its linked
+                # id); operator legs come and go.
+                if unique_id == linked_id and await self.calls.is_known(unique_id):
+                    await self.calls.hung_up(unique_id, cause, text, at)

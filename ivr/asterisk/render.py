@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
+from ivr.asterisk.account import Account, asterisk_account, secure_data_dir
+from ivr.asterisk.sounds import SOUNDS_SUBDIR, link_share_dir, rendered_languages
 from ivr.config import Config
 from ivr.credentials import Secrets
 from ivr.journey import Desk, Journey
@@ -43,6 +47,11 @@ class AsteriskPaths:
         return self.root / "lib"
 
     @property
+    def share(self) -> Path:
+        """This instance's astdatadir: links to the system's, plus our sounds."""
+        return self.root / "share"
+
+    @property
     def main_conf(self) -> Path:
         return self.etc / "asterisk.conf"
 
@@ -55,7 +64,9 @@ class AsteriskPaths:
         return self.log / "cdr-custom" / "ivr-cdr.csv"
 
     def make(self) -> None:
-        for folder in (self.etc, self.run, self.log / "cdr-custom", self.spool, self.lib):
+        # spool/monitor: ChanSpy's r() path is relative to it, so it must exist.
+        for folder in (self.etc, self.run, self.log / "cdr-custom", self.spool / "monitor",
+                       self.lib):
             folder.mkdir(parents=True, exist_ok=True)
 
 
@@ -66,7 +77,27 @@ def desk_context(journey: Journey | None, default_desk: str) -> list[dict]:
     return [{"name": name, **desk.model_dump()} for name, desk in sorted(desks.items())]
 
 
-def template_context(config: Config, secrets: Secrets, journey: Journey | None = None) -> dict:
+class RenderError(ValueError):
+    """A value would change the structure of a rendered Asterisk file."""
+
+
+_LINE_BREAK = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(value: Any) -> Any:
+    """Every value put into a template: never a line break (a new line could add a setting
+    or a [section]); config.py and journey.py refuse such values with the key's name first."""
+    if value is None:
+        return ""
+    text = str(value)
+    if _LINE_BREAK.search(text):
+        raise RenderError(f"refusing to write {text[:60]!r} into Asterisk's configuration: "
+                          "it contains a line break or control character")
+    return value
+
+
+def template_context(config: Config, secrets: Secrets, journey: Journey | None = None,
+                     account: Account | None = None) -> dict:
     paths = AsteriskPaths(config.asterisk_dir)
     desk = config.desk
     return {
@@ -75,10 +106,14 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
         "log_dir": paths.log,
         "spool_dir": paths.spool,
         "lib_dir": paths.lib,
+        "share_dir": paths.share,
         "node_name": config.server.node_name,
-        "run_user": "root",
-        "run_group": "root",
-        "max_calls": 400,
+        # Asterisk drops to its own user right after start (None: stays root, see account.py).
+        "run_user": account.user if account else None,
+        "run_group": account.group if account else None,
+        # Asterisk counts every channel running dialplan: a customer call is three
+        # (the caller, and the two halves of its recorder, extensions.conf [ivr-recorder]).
+        "max_calls": 1200,
         "sip_bind": config.asterisk.sip_bind,
         "sip_port": config.asterisk.sip_port,
         "rtp_start": config.asterisk.rtp_start,
@@ -100,6 +135,8 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
         "agi_host": config.agi.bind,
         "agi_port": config.agi.port,
         "recordings_dir": config.recordings_dir,
+        "recordings_from_monitor": os.path.relpath(config.recordings_dir,
+                                                   paths.spool / "monitor"),
         "prompts_dir": config.prompts_dir,
         "language": config.prompts.language,
         "notice": config.prompts.notice,
@@ -109,7 +146,9 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
         "fallback_notice": fallback_path(config.prompts_dir).with_suffix(""),
         "failsafe": config.prompts.failsafe,
         "default_desk": desk.default,
-        "default_wait": 600,
+        # The fail-safe path waits at the default desk as long as the desk itself says.
+        "default_wait": (journey.desks[desk.default] if journey and desk.default in
+                         journey.desks else Desk()).max_wait,
         "split_legs": config.recording.split_legs,
         "desks": desk_context(journey, desk.default),
     }
@@ -118,23 +157,31 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
 def render_asterisk_config(
     config: Config, secrets: Secrets, journey: Journey | None = None
 ) -> AsteriskPaths:
-    """Write every template; files holding secrets are readable by root only."""
+    """Write every template (0640, group asterisk: it holds secrets), then set the data
+    folder's owners and modes (account.py)."""
     paths = AsteriskPaths(config.asterisk_dir)
     paths.make()
+    sounds = config.prompts_dir / SOUNDS_SUBDIR
+    link_share_dir(paths.share, sounds, rendered_languages(sounds), config.asterisk.chroot)
     config.recordings_dir.mkdir(parents=True, exist_ok=True)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
+        finalize=_one_line,
     )
-    context = template_context(config, secrets, journey)
-    for template in sorted(TEMPLATE_DIR.glob("*.conf.j2")):
-        text = env.get_template(template.name).render(context)
-        target = paths.etc / template.name.removesuffix(".j2")
+    account = asterisk_account(config)
+    context = template_context(config, secrets, journey, account)
+    # Every file rendered before any is written: a refused value leaves the old set whole.
+    texts = {template.name.removesuffix(".j2"): env.get_template(template.name).render(context)
+             for template in sorted(TEMPLATE_DIR.glob("*.conf.j2"))}
+    for name, text in texts.items():
+        target = paths.etc / name
         tmp = target.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         os.replace(tmp, target)
+    secure_data_dir(config, account)
     return paths

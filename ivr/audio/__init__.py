@@ -12,6 +12,7 @@ from ivr.audio.prompts import (
     import_prompt,
     load_prompt_texts,
     render_prompts,
+    render_sound_set,
 )
 from ivr.audio.wav import (
     Audio,
@@ -53,6 +54,7 @@ __all__ = [
     "read_wav",
     "read_wav_info",
     "render_prompts",
+    "render_sound_set",
     "resample",
     "rms_dbfs",
     "trim_silence",

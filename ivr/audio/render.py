@@ -2,7 +2,7 @@
 
 pyttsx3's espeak driver initialises libespeak-ng once per process, keeps global
 callback state, swallows errors into notifications and can spin forever if a
-callback raises.  :mod:`ivr.audio.prompts` therefore runs this file as a separate
+callback raises.  :mod:`ivr.audio.engines` therefore runs this file as a separate
 process (by path, so the child imports neither numpy nor the ``ivr`` package) and
 can kill it on a timeout.
 

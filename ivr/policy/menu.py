@@ -27,3 +27,13 @@ def answer(menu: Menu, key: str | None, failures: int) -> MenuStep:
         # Out of retries: the default route, never another loop.
         return MenuStep(menu.default, feedback, failures, result)
     return MenuStep(None, feedback, failures, result)
+
+
+def step_limit_route(menu: Menu, default_desk: str) -> Route:
+    """Where a caller goes who has used up the menu step limit (pressing 'repeat' or
+    wandering between menus): the menu's default when it ends somewhere, else the default
+    desk. Never another menu, so no caller holds an IVR channel for ever."""
+    default = menu.default
+    if default.desk is not None or default.message is not None or default.hangup:
+        return default
+    return Route(desk=default_desk, language=default.language)

@@ -15,6 +15,9 @@ Decisions, so that announcements and routing agree:
 * An interval belongs to the date it starts on. A Friday "18:00-02:00" stays open until
   Saturday 02:00 even when Saturday is a holiday, and is not opened at all when Friday is.
 * Precedence for a date: special hours, then holidays (closed all day), then the weekly plan.
+* ``holidays`` lists dated entries and may name national calendars (``japan``), whose dates
+  come from the ``holidays`` package for any year (see holiday_calendars.py):
+  ``holidays: japan`` or ``holidays: [japan, {from: 2026-12-29, to: 2027-01-03}]``.
 * Around DST changes a wall time that happens twice means its first occurrence, and one the
   clocks skip over means the moment of the jump (when the clock first shows a later time).
 """
@@ -28,6 +31,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ivr.policy.holiday_calendars import CALENDARS, calendar_holiday, is_calendar
 
 Interval = tuple[time, time]
 Hours = tuple[Interval, ...]
@@ -76,6 +81,8 @@ class Schedule:
     weekly: dict[int, Hours]
     holidays: dict[date, str] = field(default_factory=dict)
     special: dict[date, Hours] = field(default_factory=dict)
+    # National holiday calendars (CALENDARS), closed on each of their holidays.
+    calendars: tuple[str, ...] = ()
 
 
 # --- parsing -----------------------------------------------------------------------------
@@ -104,9 +111,9 @@ def parse_schedule(name: str, raw: Mapping[str, Any]) -> Schedule:
 
     timezone = _parse_timezone(raw["timezone"], fail)
     weekly = _parse_weekly(raw["weekly"], fail)
-    holidays = _parse_holidays(raw.get("holidays"), fail)
+    holidays, calendars = _parse_holidays(raw.get("holidays"), fail)
     special = _parse_special(raw.get("special"), fail)
-    return Schedule(name, timezone, weekly, holidays, special)
+    return Schedule(name, timezone, weekly, holidays, special, calendars)
 
 
 def _parse_timezone(value: Any, fail: _Fail) -> str:
@@ -156,15 +163,27 @@ def _parse_weekly(value: Any, fail: _Fail) -> dict[int, Hours]:
     return weekly
 
 
-def _parse_holidays(value: Any, fail: _Fail) -> dict[date, str]:
+def _parse_holidays(value: Any, fail: _Fail) -> tuple[dict[date, str], tuple[str, ...]]:
     if value is None:
-        return {}
+        return {}, ()
+    if isinstance(value, str):
+        # `holidays: japan`: a calendar alone.
+        if not is_calendar(value):
+            raise fail(("holidays",), _unknown_calendar(value))
+        return {}, (value.strip().lower(),)
     if not isinstance(value, list):
         raise fail(("holidays",), f"expected a list, got {_kind(value)}")
     holidays: dict[date, str] = {}
+    calendars: list[str] = []
     for index, item in enumerate(value):
         path: Path = ("holidays", index)
         holiday_name = ""
+        if is_calendar(item):
+            if item.strip().lower() not in calendars:
+                calendars.append(item.strip().lower())
+            continue
+        if isinstance(item, str) and not re.match(r"^\s*\d", item):
+            raise fail(path, _unknown_calendar(item))
         if isinstance(item, Mapping):
             _check_keys(item, _HOLIDAY_KEYS, path, fail)
             days = _parse_dates(item, path, fail)
@@ -178,7 +197,12 @@ def _parse_holidays(value: Any, fail: _Fail) -> dict[date, str]:
         for day in days:
             if not holidays.get(day):
                 holidays[day] = holiday_name
-    return holidays
+    return holidays, tuple(calendars)
+
+
+def _unknown_calendar(value: str) -> str:
+    return (f"unknown holiday calendar {value.strip()!r} (known: {_choices(frozenset(CALENDARS))};"
+            " or a date YYYY-MM-DD)")
 
 
 def _parse_special(value: Any, fail: _Fail) -> dict[date, Hours]:
@@ -320,9 +344,21 @@ def hours_on(schedule: Schedule, day: date) -> Hours:
     """The intervals that start on this local date, after specials and holidays."""
     if day in schedule.special:
         return schedule.special[day]
-    if day in schedule.holidays:
+    if holiday_on(schedule, day) is not None:
         return ()
     return schedule.weekly.get(day.weekday(), ())
+
+
+def holiday_on(schedule: Schedule, day: date) -> str | None:
+    """The holiday's name if the schedule closes ``day`` as a holiday ("" if unnamed):
+    a dated entry first, then the national calendars."""
+    if day in schedule.holidays:
+        return schedule.holidays[day]
+    for calendar in schedule.calendars:
+        name = calendar_holiday(calendar, day)
+        if name is not None:
+            return name
+    return None
 
 
 def is_open(schedule: Schedule, now: datetime) -> bool:
@@ -374,6 +410,8 @@ def describe(schedule: Schedule) -> str:
     ]
     if schedule.holidays:
         parts.append(_count(len(schedule.holidays), "holiday"))
+    if schedule.calendars:
+        parts.append("national holidays: " + ", ".join(schedule.calendars))
     if schedule.special:
         parts.append(_count(len(schedule.special), "special date"))
     return f"{schedule.name} ({schedule.timezone}): " + "; ".join(parts)

@@ -1,14 +1,33 @@
-"""Call records and call events in SQLite. Writes are small and idempotent: the AGI handler,
-AMI events and the CDR import may each report the same fact, in any order."""
+"""Call records, call events, operator events and node state, on SQLite or PostgreSQL.
+
+Writes are small and idempotent: the AGI handler, AMI events and the CDR import may each
+report the same fact, in any order. They go through the writer (ivr/store/writer.py) and do
+not wait for the commit; reads flush it first, so a process always reads its own writes.
+The public API speaks float epoch seconds; the tables hold UTC timestamps (tables.py).
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ivr.model import CallRecord
 from ivr.store.db import Database
+from ivr.store.engine import insert_ignore, lock_row, upsert, write_transaction
+from ivr.store.tables import (
+    call_events,
+    calls,
+    is_time,
+    node_state,
+    operator_events,
+    to_datetime,
+    to_epoch,
+)
 
 # Columns that callers may set; anything else is a programming error, not data.
 UPDATABLE = frozenset(
@@ -40,11 +59,38 @@ UPDATABLE = frozenset(
     }
 )
 
+Decide = Callable[[CallRecord, list[dict[str, Any]]], dict[str, Any]]
+
+
+def _columns(values: dict[str, Any]) -> dict[str, Any]:
+    """Check the keys and convert epoch seconds to timestamps for the time columns."""
+    unknown = set(values) - UPDATABLE
+    if unknown:
+        raise ValueError(f"not call record columns: {sorted(unknown)}")
+    return {k: to_datetime(v) if is_time(calls, k) else v for k, v in values.items()}
+
+
+def _record(row: sa.Row[Any]) -> CallRecord:
+    return CallRecord.from_row(row._mapping)
+
+
+def _event(row: sa.Row[Any]) -> dict[str, Any]:
+    return {"at": to_epoch(row.at), "kind": row.kind, "data": json.loads(row.data)}
+
 
 class CallStore:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time):
         self.db = db
+        self.clock = clock
 
+    @property
+    def _dialect(self) -> str:
+        return self.db.dialect
+
+    def _now(self) -> Any:
+        return to_datetime(self.clock())
+
+    # ---- writes ----
     async def ensure_call(
         self,
         call_id: str,
@@ -54,83 +100,140 @@ class CallStore:
         source: str,
         direction: str = "inbound",
     ) -> bool:
-        """Create the record unless it exists; True when this call created it."""
-        cur = await self.db.conn.execute(
-            "INSERT INTO calls (id, node, direction, started_at, source, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            (call_id, node, direction, started_at, source, time.time()),
-        )
-        await self.db.conn.commit()
-        return cur.rowcount == 1
+        """Create the record unless it exists; True when this call created it. Waits for the
+        commit (once per call), queued behind the writes before it."""
+        stmt = insert_ignore(self._dialect, calls, {
+            "id": call_id, "node": node, "direction": direction,
+            "started_at": to_datetime(started_at), "source": source, "updated_at": self._now(),
+        })
+        return await self.db.writer.submit_wait(stmt) == 1
 
     async def update(self, call_id: str, *, only_if_null: bool = False, **values: Any) -> None:
-        """Set columns; with only_if_null the first report of a fact wins."""
-        unknown = set(values) - UPDATABLE
-        if unknown:
-            raise ValueError(f"not call record columns: {sorted(unknown)}")
-        if not values:
-            return
+        """Set columns (queued, not awaited); with only_if_null the first report of a fact
+        wins (COALESCE with what is there)."""
+        columns = _columns(values)
         if only_if_null:
-            assignments = ", ".join(f"{k} = COALESCE({k}, ?)" for k in values)
-        else:
-            assignments = ", ".join(f"{k} = ?" for k in values)
-        await self.db.conn.execute(
-            f"UPDATE calls SET {assignments}, updated_at = ? WHERE id = ?",
-            (*values.values(), time.time(), call_id),
+            # COALESCE(x, NULL) is x: a None changes nothing and needs no typed parameter.
+            columns = {k: sa.func.coalesce(calls.c[k], sa.literal(v, calls.c[k].type))
+                       for k, v in columns.items() if v is not None}
+        if not columns:
+            return
+        self.db.writer.submit(
+            sa.update(calls).where(calls.c.id == call_id).values(
+                **columns, updated_at=self._now()
+            )
         )
-        await self.db.conn.commit()
 
     async def add_event(
         self, call_id: str, kind: str, at: float, data: dict[str, Any] | None = None
     ) -> None:
-        await self.db.conn.execute(
-            "INSERT INTO call_events (call_id, at, kind, data) VALUES (?, ?, ?, ?)",
-            (call_id, at, kind, json.dumps(data or {}, ensure_ascii=False, sort_keys=True)),
-        )
-        await self.db.conn.commit()
-
-    async def get(self, call_id: str) -> CallRecord | None:
-        async with self.db.conn.execute("SELECT * FROM calls WHERE id = ?", (call_id,)) as cur:
-            row = await cur.fetchone()
-        return CallRecord.from_row(row) if row else None
-
-    async def exists(self, call_id: str) -> bool:
-        async with self.db.conn.execute("SELECT 1 FROM calls WHERE id = ?", (call_id,)) as cur:
-            return (await cur.fetchone()) is not None
-
-    async def recent(self, limit: int = 20) -> list[CallRecord]:
-        async with self.db.conn.execute(
-            "SELECT * FROM calls ORDER BY started_at DESC, id DESC LIMIT ?", (limit,)
-        ) as cur:
-            return [CallRecord.from_row(r) for r in await cur.fetchall()]
-
-    async def open_calls(self) -> list[CallRecord]:
-        async with self.db.conn.execute(
-            "SELECT * FROM calls WHERE ended_at IS NULL ORDER BY started_at"
-        ) as cur:
-            return [CallRecord.from_row(r) for r in await cur.fetchall()]
-
-    async def unfinalised_recordings(self) -> list[CallRecord]:
-        async with self.db.conn.execute(
-            "SELECT * FROM calls WHERE ended_at IS NOT NULL AND recording_path IS NOT NULL "
-            "AND recording_sha256 IS NULL ORDER BY started_at"
-        ) as cur:
-            return [CallRecord.from_row(r) for r in await cur.fetchall()]
-
-    async def events(self, call_id: str) -> list[dict[str, Any]]:
-        async with self.db.conn.execute(
-            "SELECT at, kind, data FROM call_events WHERE call_id = ? ORDER BY at, id",
-            (call_id,),
-        ) as cur:
-            rows = await cur.fetchall()
-        return [{"at": r["at"], "kind": r["kind"], "data": json.loads(r["data"])} for r in rows]
+        """Append to the call's timeline (queued, not awaited)."""
+        self.db.writer.submit(sa.insert(call_events).values(
+            call_id=call_id, at=to_datetime(at), kind=kind,
+            data=json.dumps(data or {}, ensure_ascii=False, sort_keys=True),
+        ))
 
     async def add_operator_event(
         self, at: float, operator: str, desk: str | None, action: str, detail: str, by_whom: str
     ) -> None:
-        await self.db.conn.execute(
-            "INSERT INTO operator_events (at, operator, desk, action, detail, by_whom) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (at, operator, desk, action, detail, by_whom),
+        """Log an operator's login, logout, pause... (queued, not awaited)."""
+        self.db.writer.submit(sa.insert(operator_events).values(
+            at=to_datetime(at), operator=operator, desk=desk, action=action, detail=detail,
+            by_whom=by_whom,
+        ))
+
+    async def set_state(self, node: str, key: str, value: str) -> None:
+        """Remember a per-node fact across restarts (queued, not awaited)."""
+        self.db.writer.submit(upsert(self._dialect, node_state, {
+            "node": node, "key": key, "value": value, "updated_at": self._now(),
+        }, ["node", "key"]))
+
+    async def flush(self) -> None:
+        """Wait until every write queued so far is committed."""
+        await self.db.writer.flush()
+
+    async def finish_call(self, call_id: str, decide: Decide) -> CallRecord | None:
+        """End a call exactly once, even with several finishers (nodes, AMI and reconcile).
+
+        In one transaction holding the call's row: read it and its events; if it has ended
+        already (or does not exist) return None; else set what decide(record, events)
+        returns (keys as for update; ended_at defaults to now) and return the new record.
+        """
+        await self.flush()
+        async with write_transaction(self.db.engine) as conn:
+            query = lock_row(sa.select(calls).where(calls.c.id == call_id), conn)
+            row = (await conn.execute(query)).first()
+            if row is None or row.ended_at is not None:
+                return None
+            values = dict(decide(_record(row), await self._events(conn, call_id)))
+            values.setdefault("ended_at", self.clock())
+            await conn.execute(
+                sa.update(calls).where(calls.c.id == call_id).values(
+                    **_columns(values), updated_at=self._now()
+                )
+            )
+            row = (await conn.execute(sa.select(calls).where(calls.c.id == call_id))).one()
+        return _record(row)
+
+    # ---- reads (each flushes first) ----
+    async def _rows(self, query: sa.Select[Any]) -> list[sa.Row[Any]]:
+        await self.flush()
+        async with self.db.engine.connect() as conn:
+            return list(await conn.execute(query))
+
+    async def get(self, call_id: str) -> CallRecord | None:
+        rows = await self._rows(sa.select(calls).where(calls.c.id == call_id))
+        return _record(rows[0]) if rows else None
+
+    async def exists(self, call_id: str) -> bool:
+        return bool(await self._rows(sa.select(calls.c.id).where(calls.c.id == call_id)))
+
+    async def recent(self, limit: int = 20) -> list[CallRecord]:
+        query = sa.select(calls).order_by(calls.c.started_at.desc(), calls.c.id.desc())
+        return [_record(r) for r in await self._rows(query.limit(limit))]
+
+    async def open_calls(self, node: str | None = None) -> list[CallRecord]:
+        """Calls not ended yet; only this node's when given (nodes share one database)."""
+        query = sa.select(calls).where(calls.c.ended_at.is_(None))
+        if node is not None:
+            query = query.where(calls.c.node == node)
+        return [_record(r) for r in await self._rows(query.order_by(calls.c.started_at))]
+
+    async def unfinalised_recordings(self, node: str | None = None) -> list[CallRecord]:
+        """Ended calls whose recording has no duration and hash yet."""
+        query = sa.select(calls).where(
+            calls.c.ended_at.is_not(None),
+            calls.c.recording_path.is_not(None),
+            calls.c.recording_sha256.is_(None),
         )
-        await self.db.conn.commit()
+        if node is not None:
+            query = query.where(calls.c.node == node)
+        return [_record(r) for r in await self._rows(query.order_by(calls.c.started_at))]
+
+    async def events(self, call_id: str) -> list[dict[str, Any]]:
+        """The call's timeline: [{at, kind, data}], oldest first."""
+        await self.flush()
+        async with self.db.engine.connect() as conn:
+            return await self._events(conn, call_id)
+
+    @staticmethod
+    async def _events(conn: AsyncConnection, call_id: str) -> list[dict[str, Any]]:
+        query = (sa.select(call_events.c.at, call_events.c.kind, call_events.c.data)
+                 .where(call_events.c.call_id == call_id)
+                 .order_by(call_events.c.at, call_events.c.id))
+        return [_event(r) for r in await conn.execute(query)]
+
+    async def operator_events(self, operator: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(operator_events).order_by(operator_events.c.at, operator_events.c.id)
+        if operator is not None:
+            query = query.where(operator_events.c.operator == operator)
+        return [{**r._mapping, "at": to_epoch(r.at)} for r in await self._rows(query)]
+
+    async def get_state(self, node: str, key: str) -> str | None:
+        rows = await self._rows(sa.select(node_state.c.value).where(
+            node_state.c.node == node, node_state.c.key == key))
+        return rows[0].value if rows else None
+
+    async def close(self) -> None:
+        """Drain the writer and close the database (the owner of db may do it instead)."""
+        await self.db.close()

@@ -1,62 +1,87 @@
-"""Opening the database: WAL for concurrent readers (CLI, web) beside the controller."""
+"""Opening the database: the engine for its URL, the schema migrated, the writer started.
+
+Shutdown order (`close`): stop taking writes, commit what the writer still holds, then close
+the connections.
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-import aiosqlite
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ivr.store.migrations import MIGRATIONS
+from ivr.store.engine import create_engine, safe_url, sqlite_file
+from ivr.store.migrate import upgrade
+from ivr.store.writer import Writer
+
+log = logging.getLogger("ivr.store")
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
 
 
 class Database:
-    def __init__(self, path: Path):
-        self.path = path
-        self._conn: aiosqlite.Connection | None = None
+    def __init__(self, url: str | Path, *, window: float = 0.005, max_batch: int = 500):
+        """url: a sqlite+aiosqlite:// or postgresql+asyncpg:// URL, or a SQLite file path."""
+        self.url = sqlite_url(url) if isinstance(url, Path) else url
+        self.path = sqlite_file(self.url)  # its folder is made at open, as for the data dir
+        self._window = window
+        self._max_batch = max_batch
+        self._engine: AsyncEngine | None = None
+        self._writer: Writer | None = None
 
     @property
-    def conn(self) -> aiosqlite.Connection:
-        if self._conn is None:
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
             raise RuntimeError("database is not open")
-        return self._conn
+        return self._engine
+
+    @property
+    def writer(self) -> Writer:
+        if self._writer is None:
+            raise RuntimeError("database is not open")
+        return self._writer
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
 
     async def open(self) -> Database:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = await aiosqlite.connect(self.path, timeout=10)
-        self._conn.row_factory = aiosqlite.Row
-        await self._conn.execute("PRAGMA journal_mode=WAL")
-        await self._conn.execute("PRAGMA synchronous=NORMAL")
-        await self._conn.execute("PRAGMA foreign_keys=ON")
-        await self.migrate()
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._engine = create_engine(self.url)
+        try:
+            revision = await upgrade(self._engine)
+        except BaseException:
+            await self._engine.dispose()
+            self._engine = None
+            raise
+        log.info("event=store_open url=%s schema=%s", safe_url(self.url), revision)
+        self._writer = Writer(self._engine, window=self._window, max_batch=self._max_batch)
+        self._writer.start()
         return self
 
-    async def migrate(self) -> int:
-        async with self.conn.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
-        version = row[0] if row else 0
-        if version > len(MIGRATIONS):
-            raise RuntimeError(
-                f"{self.path} has schema version {version}, newer than this program "
-                f"({len(MIGRATIONS)}): upgrade ivr"
-            )
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            # executescript commits first; the version is bumped inside the same script.
-            await self.conn.executescript(
-                f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
-            )
-        return len(MIGRATIONS)
+    async def migrate(self) -> str | None:
+        """Bring the schema up to date (open does it); returns the Alembic revision."""
+        return await upgrade(self.engine)
 
     async def ping(self) -> bool:
         try:
-            async with self.conn.execute("SELECT 1") as cur:
-                return (await cur.fetchone()) is not None
+            async with self.engine.connect() as conn:
+                return (await conn.execute(sa.text("SELECT 1"))).scalar() == 1
         except Exception:
             return False
 
-    async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+    async def close(self, timeout: float = 30.0) -> None:
+        if self._writer is not None:
+            await self._writer.close(timeout)
+            self._writer = None
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
 
     async def __aenter__(self) -> Database:
         return await self.open()

@@ -44,9 +44,10 @@ def prompt_cache(tmp_path_factory, prerequisites) -> Path:
 
 
 def make_stack(tmp_path_factory, prompt_cache: Path, operators: list[str],
-               extra: str = "", journey: dict | None = None) -> Stack:
+               extra: str = "", journey: dict | None = None,
+               shared_phone: bool = False) -> Stack:
     stack = Stack(tmp_path_factory.mktemp("stack"))
-    stack.write_config(operators, extra, journey)
+    stack.write_config(operators, extra, journey, shared_phone=shared_phone)
     stack.setup(prompt_cache)
     stack.start_asterisk()
     return stack

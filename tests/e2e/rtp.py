@@ -141,6 +141,35 @@ def tone_pcap(path: Path, seconds: float, freq: float = 1000.0, level: float = 0
     return path
 
 
+def speech_alaw(seconds: float) -> bytes:
+    """`seconds` of Debian's A-law speech (looped), as RTP payload bytes."""
+    _header, speech = read_pcap(PCAP_DIR / "g711a.pcap")
+    stream = b"".join(_rtp(p.data)[2] for p in speech)
+    n = int(seconds * 8000)
+    return (stream * (n // len(stream) + 1))[:n]
+
+
+def bursts_pcap(path: Path, bursts: list[tuple[float, bytes]]) -> Path:
+    """RTP that stops and starts, as a phone or carrier with silence suppression sends it:
+    each burst is (start in seconds, A-law payload) sent as 20 ms packets from its start;
+    nothing at all is sent between bursts. One SSRC, sequence numbers without a break, RTP
+    timestamps following the wall clock across the gaps, the marker bit on each burst's
+    first packet (RFC 3551 talkspurt)."""
+    header, speech = read_pcap(PCAP_DIR / "g711a.pcap")
+    template = speech[0].data
+    body = bytearray(header)
+    seq = 3000
+    for start, payload in sorted(bursts):
+        first_ts = 8000 + round(start * 8000)
+        for k in range(len(payload) // 160):
+            frame = _frame(template, 8, k == 0, seq, first_ts + 160 * k,
+                           payload[160 * k:160 * (k + 1)])
+            body += _record(start + 0.02 * k, frame)
+            seq += 1
+    path.write_bytes(bytes(body))
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     """python -m tests.e2e.rtp caller OUT SECONDS [AT:KEY ...] | tone OUT SECONDS"""
     import sys

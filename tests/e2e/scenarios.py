@@ -70,12 +70,22 @@ _ANSWER_BYE = """  <send>
 """
 
 
-def caller_scenario(*, pcap: str, hangup_after: float | None = None) -> str:
+def caller_scenario(*, pcap: str, hangup_after: float | None = None,
+                    accept_bye: bool = False) -> str:
     """The caller's RTP (with its key presses) is one pcap (see rtp.py) played from the
     answer on. hangup_after: seconds after the answer the caller hangs up; None means the
-    caller stays on the line until Asterisk hangs up."""
+    caller stays on the line until Asterisk hangs up. accept_bye: with hangup_after, a BYE
+    from the server before then ends the call normally (closed hours, a message) instead of
+    aborting it as unexpected."""
     body = [_INVITE, f'  <nop><action><exec play_pcap_audio="{escape(pcap)}"/></action></nop>\n']
-    if hangup_after is not None:
+    if hangup_after is not None and accept_bye:
+        ms = round(hangup_after * 1000)
+        body.append(f'  <recv request="BYE" timeout="{ms}" ontimeout="caller_hangs_up"/>\n')
+        body.append(_ANSWER_BYE)
+        body.append('  <nop next="done"/>\n  <label id="caller_hangs_up"/>\n')
+        body.append(_BYE)
+        body.append('  <label id="done"/>\n')
+    elif hangup_after is not None:
         body.append(f'  <pause milliseconds="{round(hangup_after * 1000)}"/>\n')
         body.append(_BYE)
     else:

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -205,7 +206,9 @@ class Stack:
             yaml.safe_dump(journey, allow_unicode=True, sort_keys=False))
 
     def write_config(self, operators: list[str], extra: str = "",
-                     journey: dict | None = None) -> None:
+                     journey: dict | None = None, shared_phone: bool = False) -> None:
+        """shared_phone: every operator endpoint's contact is one SIPp phone's address (app_queue
+        still tells them apart), for many simultaneous answered calls."""
         self.ports = {
             "sip": free_port(socket.SOCK_DGRAM),
             "ami": free_port(),
@@ -213,7 +216,9 @@ class Stack:
             "web": free_port(),
         }
         rtp = free_udp_pair_base()
-        self.operators = {op: free_port(socket.SOCK_DGRAM) for op in operators}
+        shared = free_port(socket.SOCK_DGRAM)
+        self.operators = {op: shared if shared_phone else free_port(socket.SOCK_DGRAM)
+                          for op in operators}
         ops = "\n".join(
             f'[[operators]]\nendpoint = "{op}"\nname = "Operator {op}"\n'
             f'contact = "sip:{op}@127.0.0.1:{port}"\n'
@@ -360,8 +365,10 @@ dir = "{self.journey_dir}"
 
         return wait_until(find, timeout, interval=0.5, what=what)
 
-    def operator(self, endpoint: str, scenario: str = "operator.xml") -> SippPeer:
-        """The operator's phone (one SIPp per endpoint, answering every call it gets)."""
+    def operator(self, endpoint: str, scenario: str = "operator.xml",
+                 pcap: Callable[[Path], object] | None = None) -> SippPeer:
+        """The operator's phone (one SIPp per endpoint, answering every call it gets); pcap
+        writes the phone's RTP to the given path (default: a steady 1 kHz tone)."""
         running = self.phones.get(endpoint)
         if running is not None and running.proc is not None and running.proc.poll() is None:
             return running
@@ -369,7 +376,7 @@ dir = "{self.journey_dir}"
         workdir = self.root / f"sipp-{endpoint}-{len(self.peers)}"
         workdir.mkdir(parents=True, exist_ok=True)
         shutil.copytree(PCAP_DIR, workdir / "pcap", dirs_exist_ok=True)
-        tone_pcap(workdir / "pcap" / "operator.pcap", 60.0)
+        (pcap or (lambda path: tone_pcap(path, 60.0)))(workdir / "pcap" / "operator.pcap")
         peer = SippPeer(
             workdir,
             ["-sf", str(SIPP_DIR / scenario), "-i", "127.0.0.1", "-p", str(port),
@@ -388,16 +395,24 @@ dir = "{self.journey_dir}"
         *,
         hangup_after: float | None = None,
         keys: list[tuple[float, str]] | None = None,
+        accept_bye: bool = False,
+        pcap: Callable[[Path], object] | None = None,
     ) -> SippPeer:
-        """A customer call; hangup_after=None waits for Asterisk to hang up."""
+        """A customer call; hangup_after=None waits for Asterisk to hang up; accept_bye lets
+        Asterisk hang up before hangup_after (as deploy/try-call.sh does). pcap writes the
+        caller's RTP to the given path (default: continuous speech with the keys)."""
         workdir = self.root / f"sipp-caller-{len(self.peers)}"
         workdir.mkdir(parents=True, exist_ok=True)
         csv = workdir / "callers.csv"
         csv.write_text(f"SEQUENTIAL\n{number};\n")
         # RTP for the whole call: up to the hang-up, or long enough for Asterisk to end it.
-        caller_pcap(workdir / "caller.pcap", hangup_after or 240.0, keys)
+        if pcap is not None:
+            pcap(workdir / "caller.pcap")
+        else:
+            caller_pcap(workdir / "caller.pcap", hangup_after or 240.0, keys)
         scenario = workdir / "caller.xml"
-        scenario.write_text(caller_scenario(pcap="caller.pcap", hangup_after=hangup_after))
+        scenario.write_text(caller_scenario(pcap="caller.pcap", hangup_after=hangup_after,
+                                            accept_bye=accept_bye))
         peer = SippPeer(
             workdir,
             [f"127.0.0.1:{self.ports['sip']}", "-sf", str(scenario), "-s", did,

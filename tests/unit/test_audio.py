@@ -476,7 +476,6 @@ def test_split_by_script() -> None:
             "a:\n  ja: あ\n  en: a\n\na:\n  ja: い\n  en: b\n",
             r":5: duplicate prompt 'a' \(first defined on line 1\)",
         ),
-        ("notice:\n  en: Hi\n  ja: 録音します\n", r":3: .*contains kanji '録音'"),
         ("Bad Name:\n  ja: あ\n  en: a\n", r":1: prompt name 'Bad Name' must be lower-case"),
         ("notice:\n  ja: 'unterminated\n  en: x\n", r":\d: invalid YAML"),
     ],
@@ -488,6 +487,14 @@ def test_load_prompt_texts_errors_name_file_and_line(
     path.write_text(content, encoding="utf-8")
     with pytest.raises(PromptFileError, match=r"prompts\.yaml" + expected):
         load_prompt_texts(path)
+
+
+def test_kanji_refused_only_when_espeak_reads_japanese(tmp_path: Path) -> None:
+    path = tmp_path / "prompts.yaml"
+    path.write_text("notice:\n  en: Hi\n  ja: 録音します\n", encoding="utf-8")
+    assert load_prompt_texts(path)["notice"]["ja"] == "録音します"  # Open JTalk by default
+    with pytest.raises(PromptFileError, match=r"prompts\.yaml:3: .*contains kanji '録音'"):
+        load_prompt_texts(path, engines={"ja": "espeak"})
 
 
 def test_load_prompt_texts_normalises_whitespace(tmp_path: Path) -> None:

@@ -6,13 +6,13 @@ import pytest
 from ivr.agi.context import HandlerContext, Prompts
 from ivr.agi.server import AgiServer
 from ivr.ami.events import AgentConnect, CallStart, Hangup, QueueCallerJoin, parse_event
-from ivr.cdr_import import import_missed_calls, parse_cdr_file
+from ivr.cdr_import import CDR_POSITION, CdrPosition, import_missed_calls, parse_cdr_file
 from ivr.journey import load_journey
-from ivr.model import Disposition, Outcome, Source
+from ivr.model import Source
 from ivr.policy.callerid import normalise_number
-from ivr.policy.outcome import decide_outcome
 from ivr.service import CallService
 from ivr.store import CallStore, Database
+from ivr.store.migrate import head
 from tests.unit.fake_asterisk import FakeAsterisk
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -27,23 +27,10 @@ def test_normalise_number(raw, expected):
     assert normalise_number(raw) == expected
 
 
-def test_outcomes():
-    assert decide_outcome(connected=True, queue_joined=True, disposition="overflow") == \
-        Outcome.ANSWERED
-    assert decide_outcome(connected=False, queue_joined=False,
-                          disposition=Disposition.CLOSED) == Outcome.CLOSED_HOURS
-    assert decide_outcome(connected=False, queue_joined=True, queue_status="JOINEMPTY") == \
-        Outcome.OVERFLOWED
-    assert decide_outcome(connected=False, queue_joined=True) == Outcome.ABANDONED_IN_QUEUE
-    assert decide_outcome(connected=False, queue_joined=False,
-                          disposition=Disposition.MESSAGE) == Outcome.MESSAGE
-    assert decide_outcome(connected=False, queue_joined=False) == Outcome.ABANDONED_IN_MENU
-
-
 def test_parse_events():
     assert parse_event({"Event": "UserEvent", "UserEvent": "IvrCallStart", "CallId": "a.1",
-                        "Caller": "03", "Did": "05", "Recording": "/r/a.1"}) == \
-        CallStart("a.1", "03", "05", "/r/a.1")
+                        "Uniqueid": "a.1", "CallerIDNum": "03", "Did": "05",
+                        "Recording": "/r/a.1"}) == CallStart("a.1", "03", "05", "/r/a.1")
     assert parse_event({"Event": "QueueCallerJoin", "Uniqueid": "a.1", "Queue": "sales",
                         "Position": "2"}) == QueueCallerJoin("a.1", "sales", 2)
     assert parse_event({"Event": "AgentConnect", "Uniqueid": "a.1", "Queue": "sales",
@@ -68,9 +55,10 @@ async def test_call_lifecycle_and_idempotent_start(service):
                                source=Source.AMI)
     await service.call_started("c1", caller="03", did="05", recording_path="/r/c1.wav",
                                source=Source.CONTROLLER)
-    await service.menu_input("c1", "main", "7", "invalid")
-    await service.menu_input("c1", "main", None, "no_input")
-    await service.menu_input("c1", "main", "1", "chosen", "desk:sales")
+    await service.menu_input("c1", "main", "7", "invalid", path=["main:7"])
+    await service.menu_input("c1", "main", None, "no_input", path=["main:7", "main:-"])
+    await service.menu_input("c1", "main", "1", "chosen", "desk:sales",
+                             path=["main:7", "main:-", "main:1"])
     await service.queue_joined("c1", "sales", 1)
     await service.connected("c1", "op1001", 3)
     await service.conversation_ended("c1", "op1001", "agent")
@@ -87,10 +75,9 @@ async def test_call_lifecycle_and_idempotent_start(service):
 
 async def test_database_migrations_are_idempotent(tmp_path):
     async with Database(tmp_path / "m.sqlite3") as db:
-        assert await db.migrate() >= 2
+        assert await db.migrate() == head()
     async with Database(tmp_path / "m.sqlite3") as db:
-        async with db.conn.execute("PRAGMA user_version") as cur:
-            assert (await cur.fetchone())[0] >= 2
+        assert await db.migrate() == head()
 
 
 CDR = (
@@ -109,13 +96,33 @@ async def test_cdr_import(service, tmp_path):
     path.write_text(CDR)
     calls = parse_cdr_file(path)
     assert [c.call_id for c in calls] == ["ivr1-1.0", "ivr1-2.0"]
-    assert await import_missed_calls(path, service) == ["ivr1-1.0", "ivr1-2.0"]
-    assert await import_missed_calls(path, service) == []
+    assert await import_missed_calls(path, service, node="ivr1") == ["ivr1-1.0", "ivr1-2.0"]
+    assert await import_missed_calls(path, service, node="ivr1") == []
     first = await service.get("ivr1-1.0")
     assert first.failsafe and first.operator == "op1001" and first.outcome == "answered"
     assert first.source == "cdr" and first.desk == "support"
     second = await service.get("ivr1-2.0")
     assert second.caller is None and second.outcome == "abandoned_in_menu"
+
+
+async def test_cdr_import_reads_only_new_rows_and_survives_rotation(service, tmp_path):
+    path = tmp_path / "ivr-cdr.csv"
+    path.write_text(CDR)
+    assert len(await import_missed_calls(path, service, node="ivr1")) == 2
+    position = CdrPosition.decode(await service.store.get_state("ivr1", CDR_POSITION))
+    assert position.offset == len(CDR.encode())
+    # A row half written (no newline yet) waits; once complete it is imported.
+    row3 = CDR.splitlines()[1].replace("ivr1-2.0", "ivr1-3.0")
+    with path.open("a") as fh:
+        fh.write(row3[:40])
+    assert await import_missed_calls(path, service, node="ivr1") == []
+    with path.open("a") as fh:
+        fh.write(row3[40:] + "\n")
+    assert await import_missed_calls(path, service, node="ivr1") == ["ivr1-3.0"]
+    # Rotation: a new file (new inode) is read from its start.
+    path.rename(tmp_path / "ivr-cdr.csv.1")
+    path.write_text(CDR.splitlines()[1].replace("ivr1-2.0", "ivr1-4.0") + "\n")
+    assert await import_missed_calls(path, service, node="ivr1") == ["ivr1-4.0"]
 
 
 async def test_menu_flow_through_fake_asterisk(service, tmp_path):

@@ -202,3 +202,31 @@ def test_menu_invalid_then_retry_then_default():
 def test_zero_retries_goes_straight_to_default():
     menu = MENU.model_copy(update={"retries": 0})
     assert answer(menu, "7", 0).route == Route(desk="support")
+
+
+def test_unknown_holiday_calendar_names_file_and_line(tmp_path):
+    text = MINIMAL + """
+schedules:
+  office:
+    timezone: Asia/Tokyo
+    weekly: {weekdays: "09:00-18:00"}
+    holidays:
+      - {from: 2026-12-29, to: 2027-01-03}
+      - japn
+"""
+    (problem,) = problems(tmp_path, text)
+    line = text.splitlines().index("      - japn") + 1
+    assert problem.startswith(f"{tmp_path / 'j.yaml'}:{line}: schedules.office.holidays.1:")
+    assert "unknown holiday calendar 'japn' (known: japan" in problem
+
+
+def test_example_journey_closes_on_japanese_holidays():
+    from datetime import date
+
+    from ivr.policy.schedule import holiday_on
+
+    journey = load_journey([EXAMPLE], operators=OPERATORS, prompts=PROMPTS)
+    office = journey.schedules["office"]
+    assert office.calendars == ("japan",)
+    assert holiday_on(office, date(2026, 5, 6)) == "振替休日"
+    assert holiday_on(office, date(2026, 12, 31)) == "年末年始"

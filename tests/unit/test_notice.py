@@ -327,7 +327,7 @@ async def test_cdr_import_reads_notice_failure_and_old_rows(service, tmp_path):
     calls = {c.call_id: c for c in parse_cdr_file(path)}
     assert calls["a.1"].outcome == Outcome.ABANDONED_IN_MENU and calls["a.1"].notice == ""
     assert calls["b.1"].outcome == Outcome.FAILED
-    await import_missed_calls(path, service)
+    await import_missed_calls(path, service, node="ivr1")
     record = await service.get("b.1")
     assert record.outcome == "failed" and record.failsafe
     failed = [e for e in await service.events("b.1") if e["kind"] == "notice_failed"]
@@ -337,7 +337,8 @@ async def test_cdr_import_reads_notice_failure_and_old_rows(service, tmp_path):
 # Dialplan functions and the module that provides each (Asterisk 22).
 FUNCTION_MODULES = {"CALLERID": "func_callerid", "CDR": "func_cdr", "CSV_QUOTE": "func_strings",
                     "CUT": "func_cut", "IF": "func_logic", "STRFTIME": "func_strings",
-                    "CHANNEL": "func_channel", "LOCAL": "app_stack"}
+                    "CHANNEL": "func_channel", "LOCAL": "app_stack", "FILTER": "func_strings",
+                    "URIENCODE": "func_uri"}
 
 
 def test_every_dialplan_function_is_loaded():
@@ -385,7 +386,7 @@ async def test_tracker_records_dialplan_notice_failure_once(service):
     from ivr.model import Source
 
     assert parse_event({"Event": "UserEvent", "UserEvent": "IvrNoticeFailed", "CallId": "x",
-                        "Source": "dialplan", "Problem": "p"}) == NoticeFailed("x", "dialplan",
+                        "Uniqueid": "x", "Source": "dialplan", "Problem": "p"}) == NoticeFailed("x", "dialplan",
                                                                                 "p")
     await service.call_started("x", caller=None, did=None, recording_path=None,
                                source=Source.AMI)

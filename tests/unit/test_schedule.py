@@ -360,3 +360,55 @@ def test_describe_marks_overnight_and_round_the_clock():
     assert describe(plan) == (
         "test (Asia/Tokyo): Mon-Fri 18:00-02:00(+1); Sat 24h; Sun 20:00-24:00"
     )
+
+
+# --- national holiday calendars ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("day", "name"),
+    [
+        (date(2026, 1, 1), "元日"),
+        (date(2026, 1, 12), "成人の日"),  # second Monday of January
+        (date(2026, 5, 6), "振替休日"),  # 憲法記念日 fell on a Sunday
+        (date(2026, 9, 22), "国民の休日"),  # between 敬老の日 and 秋分の日
+        (date(2027, 3, 22), "振替休日"),  # 春分の日 2027 is a Sunday
+    ],
+)
+def test_japan_calendar_closes_national_holidays(day, name):
+    from ivr.policy.schedule import holiday_on
+
+    plan = schedule({"weekdays": "09:00-18:00"}, holidays=["japan"])
+    assert holiday_on(plan, day) == name
+    assert hours_on(plan, day) == ()
+    assert not is_open(plan, datetime.combine(day, time(12, 0), tzinfo=TOKYO))
+
+
+def test_japan_calendar_alone_and_with_dated_entries():
+    from ivr.policy.schedule import holiday_on
+
+    alone = schedule({"weekdays": "09:00-18:00"}, holidays="japan")
+    assert alone.calendars == ("japan",) and alone.holidays == {}
+    mixed = schedule({"weekdays": "09:00-18:00", "sat": "10:00-15:00"},
+                     holidays=["Japan", {"from": "2026-12-29", "to": "2027-01-03",
+                                         "name": "年末年始"}])
+    assert mixed.calendars == ("japan",)
+    assert holiday_on(mixed, date(2026, 12, 30)) == "年末年始"
+    assert holiday_on(mixed, date(2027, 1, 1)) == "年末年始"  # the dated entry's name first
+    assert holiday_on(mixed, date(2026, 1, 13)) is None  # an ordinary Tuesday
+    assert is_open(mixed, jst(2026, 1, 13, 10, 0))
+    # Saturday 2026-01-10 after closing: Sunday is closed and Monday 2026-01-12 is 成人の日.
+    assert next_opening(mixed, jst(2026, 1, 10, 16, 0)) == jst(2026, 1, 13, 9, 0)
+    assert "national holidays: japan" in describe(mixed)
+    # Years ahead need no edit of the journey.
+    assert holiday_on(alone, date(2030, 1, 14)) == "成人の日"
+
+
+@pytest.mark.parametrize(
+    ("holidays", "path"),
+    [("japn", ("holidays",)), (["2026-12-31", "nihon"], ("holidays", 1))],
+)
+def test_unknown_calendar_is_refused(holidays, path):
+    problem = error({"timezone": "Asia/Tokyo", "weekly": {}, "holidays": holidays})
+    assert problem.path == path
+    assert "unknown holiday calendar" in problem.message and "japan" in problem.message

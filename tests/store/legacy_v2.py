@@ -1,7 +1,5 @@
-"""Schema migrations, applied in order; PRAGMA user_version says how far a database is.
-
-Never edit a migration that has shipped: add the next one. The SQL stays close to what
-PostgreSQL accepts so a shared store for several nodes remains possible.
+"""The store's schema before Alembic (ivr/store/migrations.py as of e7d6dd1, verbatim SQL):
+the tests build a schema-v2 SQLite file with it and check that it is adopted in place.
 """
 
 MIGRATIONS: list[str] = [

@@ -1,0 +1,120 @@
+"""The store's tables as SQLAlchemy Core objects, and the conversion of times at its boundary.
+
+Times are `DateTime(timezone=True)` columns holding UTC (timestamptz on PostgreSQL; SQLite
+keeps the UTC wall time as text and gives it back without a zone). The rest of the program
+speaks float epoch seconds: the store converts with `to_datetime` / `to_epoch`.
+
+This module describes the schema *now*; Alembic migrations (ivr/store/alembic/versions) build
+it and never import this module, so a shipped migration does not change when this file does.
+tests/store/test_schema.py checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# SQLite makes only an INTEGER PRIMARY KEY an auto-increment rowid; PostgreSQL gets 64 bits.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Timestamp = sa.DateTime(timezone=True)
+
+calls = sa.Table(
+    "calls",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("node", sa.Text, nullable=False),
+    sa.Column("direction", sa.Text, nullable=False, server_default="inbound"),
+    sa.Column("caller", sa.Text),
+    sa.Column("caller_name", sa.Text),
+    sa.Column("did", sa.Text),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("answered_at", Timestamp),
+    sa.Column("notice_started_at", Timestamp),
+    sa.Column("notice_ended_at", Timestamp),
+    sa.Column("queue_joined_at", Timestamp),
+    sa.Column("connected_at", Timestamp),
+    sa.Column("ended_at", Timestamp),
+    sa.Column("desk", sa.Text),
+    sa.Column("operator", sa.Text),
+    sa.Column("outcome", sa.Text),
+    sa.Column("hangup_cause", sa.Integer),
+    sa.Column("hangup_by", sa.Text),
+    sa.Column("recording_path", sa.Text),
+    sa.Column("recording_duration", sa.Float),
+    sa.Column("recording_sha256", sa.Text),
+    sa.Column("failsafe", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("entry", sa.Text),
+    sa.Column("language", sa.Text),
+    sa.Column("menu_path", sa.Text),
+    sa.Column("disposition", sa.Text),
+    sa.Column("overflow_from", sa.Text),
+    sa.Index("calls_started", "started_at"),
+    sa.Index("calls_caller", "caller", "started_at"),
+    # Open calls are few; several nodes share one database and each asks for its own.
+    sa.Index(
+        "calls_open",
+        "node",
+        "started_at",
+        sqlite_where=sa.text("ended_at IS NULL"),
+        postgresql_where=sa.text("ended_at IS NULL"),
+    ),
+)
+
+call_events = sa.Table(
+    "call_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("call_id", sa.Text, sa.ForeignKey("calls.id"), nullable=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    # JSON as text: the same bytes on every engine, and v2's rows copy over unchanged.
+    sa.Column("data", sa.Text, nullable=False, server_default="{}"),
+    sa.Index("call_events_call", "call_id", "at"),
+)
+
+operator_events = sa.Table(
+    "operator_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("operator", sa.Text, nullable=False),
+    sa.Column("desk", sa.Text),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Column("by_whom", sa.Text, nullable=False, server_default=""),
+    sa.Index("operator_events_operator", "operator", "at"),
+)
+
+# Small per-node facts that must survive a restart (e.g. how far the CDR file was read).
+node_state = sa.Table(
+    "node_state",
+    metadata,
+    sa.Column("node", sa.Text, primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+
+def to_datetime(ts: float | None) -> datetime | None:
+    """Epoch seconds -> an aware UTC datetime (what every engine stores as UTC)."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def to_epoch(value: Any) -> Any:
+    """A datetime read back -> epoch seconds; SQLite's come without a zone and are UTC."""
+    if not isinstance(value, datetime):
+        return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def is_time(table: sa.Table, column: str) -> bool:
+    return isinstance(table.c[column].type, sa.DateTime)
