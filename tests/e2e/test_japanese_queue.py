@@ -86,7 +86,8 @@ def heard_in_position_two(stack, line: str, first: str, second: str) -> np.ndarr
 
 def stock_english(stack, sound: str) -> np.ndarray:
     """Asterisk's own English sound, decoded by Asterisk (res_convert, loaded for this)."""
-    target = stack.data / f"en-{sound}.wav"
+    # Asterisk runs as its own user: it writes the decoded file into its own spool folder.
+    target = stack.data / "asterisk" / "spool" / f"en-{sound}.wav"
     if not target.exists():
         stack.cli("module load res_convert.so")
         stock = stack.data / "asterisk" / "share" / "sounds" / "en" / f"{sound}.gsm"
