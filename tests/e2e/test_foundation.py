@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ivr.audio.wav import active_ratio, read_wav, wav_duration
-from tests.e2e.conftest import make_stack
+from tests.e2e.conftest import support_desk_stack
 from tests.e2e.stack import Stack, wait_until
 
 CALLER = "0312345678"
@@ -25,9 +25,7 @@ def ts(iso: str) -> float:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, prompt_cache):
-    stack = make_stack(tmp_path_factory, prompt_cache, ["op1001", "op1002", "op1003", "sv2001"])
-    stack.start_controller()
-    stack.login("op1001", "support")
+    stack = support_desk_stack(tmp_path_factory, prompt_cache)
     yield stack
     stack.close()
 

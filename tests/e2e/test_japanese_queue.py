@@ -14,6 +14,7 @@ from ivr.audio.wav import read_wav
 from tests.e2e.conftest import make_stack
 from tests.e2e.journey_helpers import by_caller, seconds
 from tests.e2e.stack import example_journey
+from tests.e2e.xcorr import find
 
 JA_LINE = "0501230001"
 EN_LINE = "0501230002"
@@ -50,21 +51,11 @@ def stack(tmp_path_factory, prompt_cache):
 
 
 def match(signal: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
-    """Normalised cross-correlation of ``ref`` against every position of ``signal``:
-    (the best peak, 1.0 for an exact copy at any level; its position in seconds)."""
-    x = np.asarray(signal, dtype=np.float64)
+    """The best normalised cross-correlation of ``ref`` (from its first sound, not its
+    silent edge) in ``signal``, and where it starts in seconds."""
     r = np.asarray(ref, dtype=np.float64)
-    r = r[np.flatnonzero(np.abs(r) > 1e-4)[0]:]  # from the first sound, not the edge
-    if len(x) < len(r):
-        return 0.0, 0.0
-    n = 1 << (len(x) + len(r) - 1).bit_length()
-    corr = np.fft.irfft(np.fft.rfft(x, n) * np.conj(np.fft.rfft(r, n)), n)[: len(x) - len(r) + 1]
-    energy = np.concatenate(([0.0], np.cumsum(x * x)))
-    window = energy[len(r):] - energy[: len(x) - len(r) + 1]
-    ncc = corr / (np.linalg.norm(r) * np.sqrt(np.maximum(window, 1e-12)))
-    ncc[window < 1e-6 * len(r)] = 0.0  # digital silence matches nothing
-    best = int(np.argmax(ncc))
-    return float(ncc[best]), best / 8000
+    found = find(signal, r[np.flatnonzero(np.abs(r) > 1e-4)[0]:])
+    return found.peak, found.start
 
 
 def heard_in_position_two(stack, line: str, first: str, second: str) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from ivr.audio.wav import frame_levels_dbfs, read_wav
-from tests.e2e.conftest import make_stack
+from tests.e2e.conftest import support_desk_stack
 from tests.e2e.journey_helpers import seconds, ts
 from tests.e2e.stack import SippPeer, Stack
 from tests.e2e.xcorr import Match, answered_at, bye_at, find
@@ -34,9 +34,7 @@ MIN_LEAD = 0.3  # ... well above the best correlation anywhere else
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, prompt_cache):
-    stack = make_stack(tmp_path_factory, prompt_cache, ["op1001", "op1002", "op1003", "sv2001"])
-    stack.start_controller()
-    stack.login("op1001", "support")
+    stack = support_desk_stack(tmp_path_factory, prompt_cache)
     yield stack
     stack.close()
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from ivr.audio.wav import read_wav, wav_duration
-from tests.e2e.conftest import make_stack
+from tests.e2e.conftest import support_desk_stack
 from tests.e2e.rtp import alaw_encode, bursts_pcap, speech_alaw
 from tests.e2e.stack import SippPeer, Stack
 
@@ -26,9 +26,7 @@ MARKER_TOLERANCE = 0.1  # s, the marker's place in the caller's leg
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, prompt_cache):
-    stack = make_stack(tmp_path_factory, prompt_cache, ["op1001", "op1002", "op1003", "sv2001"])
-    stack.start_controller()
-    stack.login("op1001", "support")
+    stack = support_desk_stack(tmp_path_factory, prompt_cache)
     yield stack
     stack.close()
 

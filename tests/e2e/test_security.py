@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import make_stack
+from tests.e2e.conftest import support_desk_stack
 from tests.e2e.stack import SippPeer, Stack, free_port, free_udp_pair_base, wait_until
 
 DID = "0399000000"  # the journey's 'other' entry: notice, then the support desk
@@ -95,9 +95,7 @@ _REJECTED = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, prompt_cache):
-    stack = make_stack(tmp_path_factory, prompt_cache, ["op1001", "op1002", "op1003", "sv2001"])
-    stack.start_controller()
-    stack.login("op1001", "support")
+    stack = support_desk_stack(tmp_path_factory, prompt_cache)
     yield stack
     stack.close()
 

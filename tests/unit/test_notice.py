@@ -386,8 +386,8 @@ async def test_tracker_records_dialplan_notice_failure_once(service):
     from ivr.model import Source
 
     assert parse_event({"Event": "UserEvent", "UserEvent": "IvrNoticeFailed", "CallId": "x",
-                        "Uniqueid": "x", "Source": "dialplan", "Problem": "p"}) == NoticeFailed("x", "dialplan",
-                                                                                "p")
+                        "Uniqueid": "x", "Source": "dialplan", "Problem": "p"}) == \
+        NoticeFailed("x", "dialplan", "p")
     await service.call_started("x", caller=None, did=None, recording_path=None,
                                source=Source.AMI)
     tracker = CallTracker(service)
