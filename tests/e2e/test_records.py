@@ -33,8 +33,10 @@ def journey(*, first_overflow: dict | None = None) -> dict:
     for name, number, start in (("talk", TALK, {"desk": "talk"}),
                                 ("opends", OP_ENDS, {"desk": "hangdesk"}),
                                 ("chain", CHAIN, {"desk": "first"})):
-        data["entries"][name] = {"numbers": [number], "language": "ja", "start": start}
-    data["entries"]["closed"] = {"numbers": [CLOSED], "language": "ja",
+        # No greeting: the timings below count from the notice.
+        data["entries"][name] = {"numbers": [number], "language": "ja", "greeting": None,
+                                 "start": start}
+    data["entries"]["closed"] = {"numbers": [CLOSED], "language": "ja", "greeting": None,
                                  "schedule": "closed_today", "closed": {"message": "closed"},
                                  "start": {"desk": "support"}}
     return data
