@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ivr.policy.schedule import Schedule, ScheduleError, parse_schedule
+from ivr.policy.schedule import Schedule, ScheduleError
+from ivr.policy.schedule_parse import parse_schedule
+from ivr.yaml_lines import LocatedYaml, YamlFileError, read_yaml_mapping
 
 NAME = r"^[a-z][a-z0-9_-]{0,31}$"
 # Prompt and music-class names end up in file paths and Asterisk config lines (queues.conf).
@@ -184,55 +185,11 @@ def _route_prompts(route: Route) -> list[str]:
 
 # ---- loading ----
 
-class _Located:
-    """YAML nodes by key path, to turn a path into a line number."""
-
-    def __init__(self, node: yaml.Node | None):
-        self.node = node
-
-    def line(self, path: Iterable[str | int]) -> int | None:
-        """The line of the deepest key (or list item) of `path` that exists in the file."""
-        node, best = self.node, None
-        for key in path:
-            if node is None:
-                break
-            if isinstance(node, yaml.MappingNode):
-                for k, v in node.value:
-                    if str(k.value) == str(key):
-                        best, node = k.start_mark.line + 1, v
-                        break
-                else:
-                    return best or node.start_mark.line + 1
-            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
-                if key >= len(node.value):
-                    return best or node.start_mark.line + 1
-                node = node.value[key]
-                best = node.start_mark.line + 1
-            else:
-                return best or node.start_mark.line + 1
-        if best is None and node is not None:
-            return node.start_mark.line + 1
-        return best
-
-
-def _read(path: Path) -> tuple[dict[str, Any], _Located]:
+def _read(path: Path) -> tuple[dict[str, Any], LocatedYaml]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise JourneyError([f"{path}: cannot read: {exc}"]) from exc
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise JourneyError([f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise JourneyError([f"{path}:1: the file must be a mapping of sections "
-                            "(schedules, desks, menus, entries)"])
-    return data, _Located(node)
+        return read_yaml_mapping(path)
+    except YamlFileError as exc:
+        raise JourneyError([str(exc)]) from exc
 
 
 def _message(error: Mapping[str, Any]) -> str:
@@ -259,7 +216,7 @@ def load_journey(
         "schedules": {}, "desks": {}, "menus": {}, "entries": {}
     }
     where: dict[tuple[str, str], str] = {}  # (section, name) -> "file:line"
-    schedule_files: dict[str, tuple[Path, _Located]] = {}
+    schedule_files: dict[str, tuple[Path, LocatedYaml]] = {}
     for path in files:
         data, located = _read(path)
         try:

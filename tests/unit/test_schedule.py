@@ -7,12 +7,12 @@ import yaml
 from ivr.policy.schedule import (
     Schedule,
     ScheduleError,
-    describe,
     hours_on,
     is_open,
     next_opening,
-    parse_schedule,
 )
+from ivr.policy.schedule_parse import parse_schedule
+from ivr.policy.schedule_text import describe
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 LONDON = ZoneInfo("Europe/London")
