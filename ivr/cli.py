@@ -133,10 +133,16 @@ async def _serve(config: Config, prepared, with_asterisk: bool) -> None:
     controller = Controller(config, prepared.secrets, prepared.journey)
     runner: web.AppRunner | None = None
     try:
-        await controller.start()
-        runner = web.AppRunner(create_app(controller), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, config.web.bind, config.web.port).start()
+        try:
+            await controller.start()
+            runner = web.AppRunner(create_app(controller), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, config.web.bind, config.web.port).start()
+        except OSError as exc:
+            # A port taken (another ivr running?) is the admin's to fix: say so, no traceback.
+            raise click.ClickException(
+                f"cannot start: {exc}; is another ivr running?"
+            ) from exc
         config.pid_path.write_text(f"{os.getpid()}\n")
         log.info("event=ready pid=%d agi=%s:%d web=http://%s:%d sip=%s:%d",
                  os.getpid(), config.agi.bind, controller.agi.port, config.web.bind,
