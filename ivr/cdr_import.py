@@ -16,7 +16,6 @@ from pathlib import Path
 
 from ivr.ami.events import _endpoint
 from ivr.model import Outcome, Source
-from ivr.policy.callerid import normalise_number
 from ivr.service import CallService
 
 log = logging.getLogger("ivr.cdr")
@@ -130,7 +129,7 @@ def calls_from_rows(rows: list[dict[str, str]]) -> list[CdrCall]:
         calls.append(
             CdrCall(
                 call_id=call_id,
-                caller=normalise_number(first["src"]),
+                caller=first["src"] or None,  # normalised by the call service
                 did=first["did"] or first["dst"] or None,
                 started_at=started,
                 ended_at=ended,

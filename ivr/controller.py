@@ -58,9 +58,8 @@ class Controller:
         self._keep_journey(self.journey)
 
     def _keep_journey(self, journey: Journey) -> None:
-        version = journey_version(journey)
-        self._journeys[version] = journey
-        self._journeys.move_to_end(version)
+        self._journeys[journey.version] = journey
+        self._journeys.move_to_end(journey.version)
         while len(self._journeys) > KEPT_JOURNEYS:
             self._journeys.popitem(last=False)
 
@@ -81,7 +80,6 @@ class Controller:
             default_desk=self.config.desk.default,
             journey=lambda: self.journey,
             journey_for=self.journey_for,
-            version_of=journey_version,
         )
         self.agi = AgiServer(
             ctx,

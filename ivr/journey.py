@@ -6,6 +6,7 @@ and the problem, and a journey that fails validation never replaces the one in s
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,6 +158,9 @@ class Journey:
     entries: Mapping[str, Entry]
     by_number: Mapping[str, str]
     sources: tuple[str, ...]
+    # Identifies this journey (a digest of its files, taken once at load): calls carry it in
+    # IVR_JOURNEY so their overflow follows the journey they started with.
+    version: str = ""
 
     def entry_for(self, dialled: str | None) -> tuple[str, Entry] | None:
         name = self.by_number.get(dialled or "") or self.by_number.get("default")
@@ -269,7 +273,16 @@ def load_journey(
     for name, entry in journey.entries.items():
         for number in entry.numbers:
             by_number[number] = name
-    return Journey(**{**journey.__dict__, "by_number": by_number})
+    return Journey(**{**journey.__dict__, "by_number": by_number,
+                      "version": _version(journey.sources)})
+
+
+def _version(sources: Iterable[str]) -> str:
+    digest = hashlib.sha256()
+    for source in sources:
+        with open(source, "rb") as fh:
+            digest.update(fh.read())
+    return digest.hexdigest()[:16]
 
 
 def check_journey(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -41,11 +40,8 @@ def load_current_journey(config: Config) -> Journey:
 
 
 def journey_version(journey: Journey) -> str:
-    digest = hashlib.sha256()
-    for source in journey.sources:
-        with open(source, "rb") as fh:
-            digest.update(fh.read())
-    return digest.hexdigest()[:16]
+    """The digest of the journey's files, taken when it was loaded."""
+    return journey.version
 
 
 def render_all_prompts(config: Config) -> int:

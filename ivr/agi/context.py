@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ivr.journey import Journey
+from ivr.notice import fallback_path
 from ivr.service import CallService
 
 
@@ -24,7 +25,7 @@ class Prompts:
     def fallback_notice(self) -> str:
         """The bilingual notice rendered at set-up (ivr/notice.py), played when a notice
         cannot be."""
-        return str(self.folder / "fallback" / "notice")
+        return str(fallback_path(self.folder).with_suffix(""))
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,6 @@ class HandlerContext:
     # The journey a call started with, by the version in its IVR_JOURNEY channel variable
     # (the current one when that version is no longer kept).
     journey_for: Callable[[str | None], Journey | None] | None = None
-    # The version string of a journey, for IVR_JOURNEY.
-    version_of: Callable[[Journey], str] | None = None
 
     def call_journey(self, version: str | None) -> Journey | None:
         if self.journey_for is not None:

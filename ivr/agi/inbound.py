@@ -176,9 +176,9 @@ async def handle(agi: AgiChannel, ctx: HandlerContext) -> None:
         source=Source.CONTROLLER,
     )
     journey = ctx.journey()
-    if journey is not None and ctx.version_of is not None:
+    if journey is not None and journey.version:
         # The overflow handler, later in the call, follows this same journey.
-        await agi.set_variable(var.JOURNEY, ctx.version_of(journey))
+        await agi.set_variable(var.JOURNEY, journey.version)
     try:
         await InboundCall(agi, ctx, journey, did).run()
     except NoticeFailed as exc:
