@@ -190,6 +190,13 @@ class JourneyConfig(_Section):
     dir: Path = Path("dialplan")
 
 
+class ProtectionConfig(_Section):
+    """Inbound and outbound restrictions, call-time limits and operator feature codes: the
+    starting settings (see protection.yaml); the CLI and the API change them from there."""
+
+    file: Path = Path("protection.yaml")
+
+
 class DatabaseConfig(_Section):
     """Where call records live: empty is the SQLite file <data_dir>/ivr.sqlite3; several
     nodes share one PostgreSQL database (postgresql+asyncpg://user:password@host/dbname)."""
@@ -217,6 +224,7 @@ class Config(_Section):
     desk: DeskConfig = DeskConfig()
     journey: JourneyConfig = JourneyConfig()
     database: DatabaseConfig = DatabaseConfig()
+    protection: ProtectionConfig = ProtectionConfig()
     operators: list[OperatorConfig] = Field(default_factory=list)
 
     # Set by load_config: where relative paths are resolved from.
@@ -253,6 +261,10 @@ class Config(_Section):
     @property
     def journey_dir(self) -> Path:
         return self.path(self.journey.dir)
+
+    @property
+    def protection_file(self) -> Path:
+        return self.path(self.protection.file)
 
     @property
     def data_dir(self) -> Path:

@@ -16,6 +16,7 @@ class Outcome(StrEnum):
     OVERFLOWED = "overflowed"
     MESSAGE = "message"
     FAILED = "failed"
+    REFUSED = "refused"  # a restriction ended it (block list, withheld, repeat, outbound rule)
 
 
 class Disposition(StrEnum):
@@ -79,6 +80,10 @@ class CallRecord:
     menu_path: str | None = None
     disposition: str | None = None
     overflow_from: str | None = None
+    rule: str | None = None
+    flags: str | None = None
+    repeat_count: int | None = None
+    talk_limit: float | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> CallRecord:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ivr.journey import Journey
 from ivr.notice import fallback_path
+from ivr.protection.settings import ProtectionSettings
 from ivr.service import CallService
 
 
@@ -39,6 +40,8 @@ class HandlerContext:
     # The journey a call started with, by the version in its IVR_JOURNEY channel variable
     # (the current one when that version is no longer kept).
     journey_for: Callable[[str | None], Journey | None] | None = None
+    # The protection settings in force now (the store's newest version).
+    protection: Callable[[], ProtectionSettings] = ProtectionSettings
 
     def call_journey(self, version: str | None) -> Journey | None:
         if self.journey_for is not None:

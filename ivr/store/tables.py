@@ -54,6 +54,14 @@ calls = sa.Table(
     sa.Column("menu_path", sa.Text),
     sa.Column("disposition", sa.Text),
     sa.Column("overflow_from", sa.Text),
+    # Operator protection (schema v3): the rule that decided a restriction (`block:12`,
+    # `withheld:anonymous`, `repeat:day>=5`, `outbound:intl`), flags (space-separated,
+    # e.g. `repeat harassment`), calls from this number in the repeat window that decided,
+    # and the talk-time limit applied (seconds).
+    sa.Column("rule", sa.Text),
+    sa.Column("flags", sa.Text),
+    sa.Column("repeat_count", sa.Integer),
+    sa.Column("talk_limit", sa.Float),
     sa.Index("calls_started", "started_at"),
     sa.Index("calls_caller", "caller", "started_at"),
     # Open calls are few; several nodes share one database and each asks for its own.
@@ -99,6 +107,75 @@ node_state = sa.Table(
     sa.Column("key", sa.Text, primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+
+# The block list: exact numbers, prefixes and patterns (normalised numbers, see
+# ivr/policy/callerid.py). Rows are never deleted: unblocking sets removed_*; the rule id a
+# call record names is `block:<id>`.
+blocks = sa.Table(
+    "blocks",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.Text, nullable=False),  # exact | prefix | pattern
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("entry", sa.Text),  # null: every entry point
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),  # admin | repeat | operator | config
+    sa.Column("added_by", sa.Text, nullable=False),
+    sa.Column("added_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp),
+    sa.Column("call_id", sa.Text),  # the call that caused it (repeat, end-and-refuse)
+    sa.Column("review", sa.Text),  # pending | confirmed (a supervisor looked at it)
+    sa.Column("removed_at", Timestamp),
+    sa.Column("removed_by", sa.Text),
+    sa.Column("removed_reason", sa.Text),
+    sa.Index("blocks_value", "kind", "value"),
+)
+
+# Every change an admin, supervisor or operator makes (CLI, API, feature codes): who, what,
+# the state before and after (JSON text), when, from where.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False, server_default=""),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("target", sa.Text, nullable=False, server_default=""),
+    sa.Column("before", sa.Text),
+    sa.Column("after", sa.Text),
+    sa.Column("origin", sa.Text, nullable=False, server_default=""),  # cli | api <addr> | ...
+    sa.Index("audit_log_at", "at"),
+)
+
+# API tokens: only a hash is kept; the token itself is shown once, when created.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("role", sa.Text, nullable=False),  # admin | supervisor | operator
+    sa.Column("token_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("last_used_at", Timestamp),
+    sa.Column("revoked_at", Timestamp),
+)
+
+# The protection settings (restrictions, limits, feature codes) as whole JSON documents, one
+# row per version: the file's content when it changed, or a change made through the CLI/API.
+# The newest row is in force on every node.
+settings_versions = sa.Table(
+    "settings_versions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),  # file | api | cli
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("sha256", sa.Text, nullable=False),
 )
 
 

@@ -91,7 +91,7 @@ async def test_caller_normalised_when_ami_reports_first(service):
                                source=Source.AMI)
     await service.call_started("c9", caller="+81312345678", did="05", recording_path=None,
                                source=Source.CONTROLLER)
-    assert (await service.get("c9")).caller == "+81312345678"
+    assert (await service.get("c9")).caller == "0312345678"
     await service.call_started("c10", caller="anonymous", did="05", recording_path=None,
                                source=Source.AMI)
     assert (await service.get("c10")).caller is None
