@@ -20,3 +20,11 @@ ACTION_QUEUE = "queue"
 ACTION_HANGUP = "hangup"
 ACTION_FAILSAFE = "missing"
 ACTION_NOTICE_FAILED = "notice_failed"  # not even the fallback notice played: hang up
+
+# Operator protection. Inheritable (set as __NAME on the caller) so that app_queue's member
+# channels and the dialplan that rings the operator's phone see them.
+FLAGS = "IVR_FLAGS"  # space-separated flags of the call (repeat, withheld, harassment...)
+RING_PREFIX = "IVR_RING_PREFIX"  # "[R3]" before the caller name on the operator's phone
+ALERT_INFO = "IVR_ALERT_INFO"  # Alert-Info header to the operator's phone ("" = none)
+TALK_LIMIT = "IVR_TALK_LIMIT"  # talk-time limit in milliseconds ("" = none)
+TALK_WARNING = "IVR_TALK_WARNING"  # the warning this many milliseconds before the limit
