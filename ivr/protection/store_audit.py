@@ -57,9 +57,12 @@ class AuditStore:
         self.db = db
         self.clock = clock
 
-    async def record(self, *, actor: str, role: str, action: str, target: str,
-                     before: Any, after: Any, origin: str) -> AuditEntry:
-        values = {"at": to_datetime(self.clock()), "actor": actor, "role": role,
+    async def record(self, *, actor: str, action: str, target: str = "", before: Any = None,
+                     after: Any = None, role: str = "", origin: str = "",
+                     at: float | None = None) -> AuditEntry:
+        """Committed before returning: a change is not reported done without its audit row."""
+        values = {"at": to_datetime(self.clock() if at is None else at), "actor": actor,
+                  "role": role,
                   "action": action, "target": target, "before": _dump(before),
                   "after": _dump(after), "origin": origin}
         async with write_transaction(self.db.engine) as conn:
@@ -68,12 +71,14 @@ class AuditStore:
         return _entry(row)
 
     async def list(self, *, since: float | None = None, actor: str | None = None,
-                   limit: int = 100) -> list[AuditEntry]:
-        """Newest first."""
+                   action: str | None = None, limit: int = 100) -> list[AuditEntry]:
+        """Newest first; `action` matches a prefix (`block.` for block.add and .remove)."""
         query = sa.select(audit_log).order_by(audit_log.c.at.desc(), audit_log.c.id.desc())
         if since is not None:
             query = query.where(audit_log.c.at >= to_datetime(since))
         if actor is not None:
             query = query.where(audit_log.c.actor == actor)
+        if action is not None:
+            query = query.where(audit_log.c.action.startswith(action, autoescape=True))
         async with self.db.engine.connect() as conn:
             return [_entry(r) for r in await conn.execute(query.limit(limit))]

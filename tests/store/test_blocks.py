@@ -88,6 +88,7 @@ async def test_audit_round_trip(db):
     assert [e.actor for e in await audit.list(actor="alice")] == ["alice"]
     assert [e.actor for e in await audit.list(since=T0 + 5)] == ["bob"]
     assert len(await audit.list(limit=1)) == 1
+    assert [e.actor for e in await audit.list(action="block.rem")] == ["bob"]
 
 
 async def test_service_validates_and_audits(db):
