@@ -21,6 +21,7 @@ from ivr.config import Config
 from ivr.credentials import Secrets
 from ivr.journey import Journey, JourneyError
 from ivr.model import CallRecord
+from ivr.protection.settings import ProtectionSettings, load_settings_file
 from ivr.recording import RecordingFinaliser
 from ivr.service import CallService
 from ivr.setup import (
@@ -53,6 +54,7 @@ class Controller:
         self._reconcile_lock = asyncio.Lock()
         self._reconcile_tasks: set[asyncio.Task] = set()
         self._stopping = False
+        self._protection: ProtectionSettings | None = None
         # Journeys by version: calls in progress keep the one they started with (IVR_JOURNEY).
         self._journeys: OrderedDict[str, Journey] = OrderedDict()
         self._keep_journey(self.journey)
@@ -63,6 +65,13 @@ class Controller:
         while len(self._journeys) > KEPT_JOURNEYS:
             self._journeys.popitem(last=False)
 
+    def _protection_file(self) -> ProtectionSettings:
+        """protection.yaml as the settings in force (checked by `ivr setup`); the admin
+        part replaces this with the store's newest version."""
+        if self._protection is None:
+            self._protection = load_settings_file(self.config.protection_file)
+        return self._protection
+
     def journey_for(self, version: str | None) -> Journey:
         return self._journeys.get(version or "", self.journey)
 
@@ -71,7 +80,7 @@ class Controller:
         self.calls = CallService(
             CallStore(self.db), node=self.config.server.node_name, on_ended=self._call_ended
         )
-        self.finaliser = RecordingFinaliser(self.calls)
+        self.finaliser = RecordingFinaliser(self.calls, prompts_dir=self.config.prompts_dir)
         tracker = CallTracker(self.calls)
         ctx = HandlerContext(
             calls=self.calls,
@@ -80,6 +89,7 @@ class Controller:
             default_desk=self.config.desk.default,
             journey=lambda: self.journey,
             journey_for=self.journey_for,
+            protection=self._protection_file,
         )
         self.agi = AgiServer(
             ctx,

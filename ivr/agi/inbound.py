@@ -158,7 +158,8 @@ class InboundCall:
         desk = self.journey.desks.get(name) if self.journey is not None else None
         await self.ensure_notice(desk.notice if desk else None)
         await self.calls.disposed(self.call_id, Disposition.QUEUED, name)
-        await queue_to_desk(self.agi, self.calls, self.call_id, name, desk, reason)
+        await queue_to_desk(self.agi, self.calls, self.call_id, name, desk, reason,
+                            limits=self.ctx.protection().limits)
 
     async def hang_up(self) -> None:
         await self.agi.set_variable(var.ACTION, var.ACTION_HANGUP)

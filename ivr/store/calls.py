@@ -56,6 +56,7 @@ UPDATABLE = frozenset(
         "menu_path",
         "disposition",
         "overflow_from",
+        "talk_limit",  # seconds: the call-time limit that applied (ivr/agi/desk.py)
     }
 )
 
