@@ -79,7 +79,7 @@ class Controller:
         self.calls = CallService(
             CallStore(self.db), node=self.config.server.node_name, on_ended=self._call_ended
         )
-        self.finaliser = RecordingFinaliser(self.calls)
+        self.finaliser = RecordingFinaliser(self.calls, prompts_dir=self.config.prompts_dir)
         tracker = CallTracker(self.calls)
         self.audit = AuditStore(self.db)
         self.tokens = TokenService(TokenStore(self.db), self.audit)

@@ -28,7 +28,7 @@ SYSTEM_ENDINGS = frozenset(
 @dataclass(frozen=True)
 class Ending:
     outcome: Outcome
-    hangup_by: str  # caller | operator | system
+    hangup_by: str  # caller | operator | system | limit (talk-time) | ivr_cap
 
 
 def _ordered(events: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -86,6 +86,11 @@ def decide_hangup_by(
     complete: str | None = None
     for event in _ordered(events):
         data = event.get("data") or {}
+        # The dialplan ended the call because of a limit ([ivr-limit-closing], [ivr-cap]).
+        if event["kind"] == "talk_limit_reached":
+            return "limit"
+        if event["kind"] == "ivr_time_cap":
+            return "ivr_cap"
         if event["kind"] == "hangup_source":
             source = data.get("side")
         elif event["kind"] == "conversation_ended":
