@@ -168,7 +168,7 @@ class InboundCall:
         assert self.decision.prompt is not None
         await self.play(self.decision.prompt, f"refusal {self.decision.rule}")
         await self.calls.disposed(self.call_id, Disposition.REFUSED, self.decision.rule or "")
-        await self.hang_up()
+        await self.agi.set_variable(var.ACTION, var.ACTION_REFUSED)
 
     async def to_desk(self, name: str, *, reason: str) -> None:
         if self.decision.desk and self.decision.desk != name:

@@ -18,6 +18,7 @@ FAILSAFE_DONE = "IVR_FAILSAFE_DONE"
 # Values of ACTION the dialplan's [ivr-action] context knows.
 ACTION_QUEUE = "queue"
 ACTION_HANGUP = "hangup"
+ACTION_REFUSED = "refused"  # hang up after a short guard: the refusal's last frames arrive
 ACTION_FAILSAFE = "missing"
 ACTION_NOTICE_FAILED = "notice_failed"  # not even the fallback notice played: hang up
 

@@ -6,19 +6,23 @@ this is the independent reference for "the caller heard it".
 
 from __future__ import annotations
 
-import audioop  # Python 3.11: G.711 A-law decoding
 import re
 import select
 import socket
 import struct
 import threading
 import time
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from tests.e2e.stack import SippPeer
+
+with warnings.catch_warnings():  # G.711 A-law decoding; Python 3.11 still has it
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4  # on loopback every packet is seen leaving and arriving: keep one
