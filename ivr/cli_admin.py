@@ -44,10 +44,12 @@ def _with_services(config_path: str, work: Callable[[Any], Awaitable[T]]) -> T:
     """Open the store, build the services as the server does, run `work(services)`; a bad
     input (AdminError) is one line on stderr and exit 2."""
     from ivr.cli import _load
-    from ivr.protection.admin_errors import AdminError
+    from ivr.protection.errors import ProtectionError
+    from ivr.protection.service_blocks import BlockService
     from ivr.protection.service_settings import KnownNames, SettingsService
     from ivr.protection.service_tokens import TokenService
     from ivr.protection.store_audit import AuditStore
+    from ivr.protection.store_blocks import BlockStore
     from ivr.protection.store_settings import SettingsStore
     from ivr.protection.store_tokens import TokenStore
     from ivr.service import CallService
@@ -65,17 +67,19 @@ def _with_services(config_path: str, work: Callable[[Any], Awaitable[T]]) -> T:
     async def run() -> T:
         async with Database(config.database_url) as db:
             audit = AuditStore(db)
+            settings = SettingsService(SettingsStore(db), audit, known)
+            await settings.refresh()
             services = AdminServices(
-                settings=SettingsService(SettingsStore(db), audit, known),
-                tokens=TokenService(TokenStore(db), audit), audit=audit,
-                calls=CallService(CallStore(db), node=config.server.node_name))
+                settings=settings, tokens=TokenService(TokenStore(db), audit), audit=audit,
+                calls=CallService(CallStore(db), node=config.server.node_name),
+                blocks=BlockService(BlockStore(db), audit,
+                                    country=settings.current().numbers.country_code))
             return await work(services)
 
     try:
         return asyncio.run(run())
-    except AdminError as exc:
-        where = f"{exc.field}: " if exc.field and not exc.message.startswith(exc.field) else ""
-        click.echo(f"refused: {where}{exc.message}", err=True)
+    except ProtectionError as exc:  # its message names the field
+        click.echo(f"refused: {exc}", err=True)
         sys.exit(2)
     except ValueError as exc:  # the journey itself is bad
         click.echo(f"configuration error:\n{exc}", err=True)
@@ -197,7 +201,10 @@ def tokens_revoke(config_path: str, name: str) -> None:
 def audit_cmd(config_path: str, since: str | None, limit: int, as_json: bool) -> None:
     """The audit log, newest first: who changed what, before and after, when, from where."""
     start = _since(since)
-    rows = _with_services(config_path, lambda s: s.audit.list(since=start, limit=limit))
+    async def work(s):
+        return [r.as_dict() for r in await s.audit.list(since=start, limit=limit)]
+
+    rows = _with_services(config_path, work)
     if as_json:
         click.echo(json.dumps({"audit": rows}, ensure_ascii=False, indent=2))
         return
