@@ -207,7 +207,7 @@ async def _recent(config: Config, limit: int, with_events: bool) -> list[dict]:
 @config_option
 @click.option("--wait", default=15.0, show_default=True, help="Seconds to wait for the result.")
 def reload(config_path: str, wait: float) -> None:
-    """Apply changed dialplan/ files to the running server, for the next calls.
+    """Apply changed dialplan/ files and protection.yaml to the running server.
 
     The files are checked here first; a bad journey is refused and the one in service stays.
     Calls in progress are not touched.
@@ -218,7 +218,8 @@ def reload(config_path: str, wait: float) -> None:
 
     config = _load(config_path)
     try:
-        load_current_journey(config)
+        from ivr.cli_admin import check_protection
+        check_protection(config, load_current_journey(config))
     except ValueError as exc:
         click.echo(f"reload refused, the running journey stays:\n{exc}", err=True)
         sys.exit(2)

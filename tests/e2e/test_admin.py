@@ -66,3 +66,24 @@ def test_api_needs_a_token_and_changes_apply_without_restart(stack):
     assert shown_cli["version"] == shown["version"]
     # The controller logged the refusal with the error's id.
     assert error["error"]["id"] in stack.controller_log()
+
+
+def test_reload_takes_an_edited_protection_file(stack):
+    """protection.yaml is checked before a reload (nothing changes when it is bad) and, when
+    edited, becomes the newest settings version on reload."""
+    path = stack.root / "protection.yaml"
+    before = json.loads(stack.ivr("settings", "show", "--json").stdout)
+    path.write_text('numbers:\n  country_code: "81"\n  colour: red\n')
+    refused = stack.ivr("reload", check=False)
+    assert refused.returncode == 2 and "numbers.colour" in refused.stderr, refused.stderr
+    assert json.loads(stack.ivr("settings", "show", "--json").stdout) == before
+    path.write_text('numbers:\n  country_code: "44"\n')
+    stack.ivr("reload")
+    after = json.loads(stack.ivr("settings", "show", "--json").stdout)
+    assert after["version"] > before["version"] and after["source"] == "file"
+    assert after["settings"]["numbers"] == {"country_code": "44"}
+    path.write_text('numbers:\n  country_code: "81"\n')
+    stack.ivr("reload")
+    entries = json.loads(stack.ivr("audit", "--json").stdout)["audit"]
+    assert [e["action"] for e in entries[:2]] == ["settings.file", "settings.file"]
+    assert entries[1]["after"]["numbers"] == {"country_code": "44"}
