@@ -143,6 +143,17 @@ class CallService:
         if path is not None:
             await self.store.update(call_id, menu_path=" ".join(path))
 
+    async def protection_decided(self, call_id: str, *, action: str, rule: str | None,
+                                 flags: frozenset[str], repeat_count: int | None,
+                                 talk_limit: float | None, **detail: object) -> None:
+        """The inbound restriction's decision (ivr/protection/rules_inbound.py)."""
+        await self._event(call_id, "protection", action=action, rule=rule,
+                          flags=sorted(flags), repeat_count=repeat_count, **detail)
+        await self.store.update(call_id, rule=rule, flags=" ".join(sorted(flags)) or None,
+                                repeat_count=repeat_count)
+        if talk_limit is not None:
+            await self.store.update(call_id, talk_limit=talk_limit)
+
     async def disposed(self, call_id: str, disposition: Disposition, detail: str = "") -> None:
         await self._event(call_id, "disposition", disposition=disposition.value, detail=detail)
         await self.store.update(call_id, disposition=disposition.value)

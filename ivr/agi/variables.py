@@ -28,3 +28,4 @@ RING_PREFIX = "IVR_RING_PREFIX"  # "[R3]" before the caller name on the operator
 ALERT_INFO = "IVR_ALERT_INFO"  # Alert-Info header to the operator's phone ("" = none)
 TALK_LIMIT = "IVR_TALK_LIMIT"  # talk-time limit in milliseconds ("" = none)
 TALK_WARNING = "IVR_TALK_WARNING"  # the warning this many milliseconds before the limit
+PRIVACY = "IVR_PRIVACY"  # the trunk INVITE's Privacy header, filtered ([from-trunk])

@@ -21,7 +21,7 @@ OVERFLOW_STATUSES = frozenset(
 # Dispositions where the controller, not a person, ended the call.
 SYSTEM_ENDINGS = frozenset(
     {Disposition.CLOSED, Disposition.MESSAGE, Disposition.HANGUP, Disposition.OVERFLOW,
-     Disposition.NOTICE_FAILED}
+     Disposition.NOTICE_FAILED, Disposition.REFUSED}
 )
 
 
@@ -45,6 +45,8 @@ def decide_outcome(
         return Outcome.ANSWERED
     if disposition == Disposition.NOTICE_FAILED:
         return Outcome.FAILED
+    if disposition == Disposition.REFUSED:
+        return Outcome.REFUSED
     if disposition == Disposition.CLOSED:
         return Outcome.CLOSED_HOURS
     if disposition == Disposition.OVERFLOW:
