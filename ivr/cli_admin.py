@@ -46,6 +46,7 @@ def _with_services(config_path: str, work: Callable[[Any], Awaitable[T]]) -> T:
     from ivr.cli import _load
     from ivr.protection.errors import ProtectionError
     from ivr.protection.service_blocks import BlockService
+    from ivr.protection.service_rules import RulesService
     from ivr.protection.service_settings import KnownNames, SettingsService
     from ivr.protection.service_tokens import TokenService
     from ivr.protection.store_audit import AuditStore
@@ -73,7 +74,8 @@ def _with_services(config_path: str, work: Callable[[Any], Awaitable[T]]) -> T:
                 settings=settings, tokens=TokenService(TokenStore(db), audit), audit=audit,
                 calls=CallService(CallStore(db), node=config.server.node_name),
                 blocks=BlockService(BlockStore(db), audit,
-                                    country=settings.current().numbers.country_code))
+                                    country=settings.current().numbers.country_code),
+                rules_test=RulesService(db, settings.current, known).test)
             return await work(services)
 
     try:

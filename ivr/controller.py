@@ -22,6 +22,7 @@ from ivr.credentials import Secrets
 from ivr.journey import Journey, JourneyError
 from ivr.model import CallRecord
 from ivr.protection.service_blocks import BlockService
+from ivr.protection.service_rules import RulesService
 from ivr.protection.service_settings import Actor, KnownNames, SettingsService
 from ivr.protection.service_tokens import TokenService
 from ivr.protection.settings import SettingsError, load_settings_file
@@ -92,6 +93,7 @@ class Controller:
         self.blocks = BlockService(BlockStore(self.db), self.audit,
                                    country=self.settings.current().numbers.country_code,
                                    entries=set(self.journey.entries))
+        self.rules = RulesService(self.db, self.settings.current, self.known_names)
         ctx = HandlerContext(
             calls=self.calls,
             prompts=Prompts(self.config.prompts_dir, self.config.prompts.language),

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ivr.model import Source
 from ivr.protection.service_blocks import BlockService
+from ivr.protection.service_rules import RulesService
 from ivr.protection.service_settings import Actor, KnownNames, SettingsService
 from ivr.protection.service_tokens import RIGHTS, TokenService
 from ivr.protection.settings import ProtectionSettings
@@ -32,14 +33,15 @@ CLI = Actor(name="root", role="admin", origin="cli")
 async def api(tmp_path):
     async with Database(tmp_path / "ivr.sqlite3") as db:
         audit = AuditStore(db)
-        settings = SettingsService(SettingsStore(db), audit,
-                                   lambda: KnownNames({"support"}, {"main"}, {"op1001"}))
+        known = lambda: KnownNames({"support"}, {"main"}, {"op1001"})  # noqa: E731
+        settings = SettingsService(SettingsStore(db), audit, known)
         await settings.sync_file(ProtectionSettings(), Actor("file", "admin", "file"))
         tokens = TokenService(TokenStore(db), audit)
         services = AdminServices(
             settings=settings, tokens=tokens, audit=audit,
             calls=CallService(CallStore(db), node="n1"),
-            blocks=BlockService(BlockStore(db), audit, entries={"main"}))
+            blocks=BlockService(BlockStore(db), audit, entries={"main"}),
+            rules_test=RulesService(db, settings.current, known).test)
         app = web.Application()
         app.add_subapp("/api/v1", create_api(services))
         client = TestClient(TestServer(app))
@@ -100,10 +102,11 @@ async def test_roles(api):
                 assert response.status == 200, (role, path, await response.text())
             else:
                 await error_of(response, 403)
-    # An operator may test rules (501 here: no rule engine wired in this test) but not block.
+    # An operator may test rules but not block.
     response = await api.post("/api/v1/rules/test", headers=auth(api, "operator"),
                               json={"number": "0312345678"})
-    assert response.status == 501
+    assert response.status == 200, await response.text()
+    assert (await response.json())["action"] == "allow"
     await error_of(await api.post("/api/v1/blocks", headers=auth(api, "operator"),
                                   json={"number": "0312345678", "reason": "x"}), 403)
 
@@ -169,6 +172,11 @@ async def test_settings_change_applies_and_is_audited(api):
     ("POST", "/api/v1/blocks", [], 422, "body"),
     ("DELETE", "/api/v1/blocks/999?reason=x", None, 422, "id"),
     ("POST", "/api/v1/rules/test", {"number": 3}, 422, "number"),
+    ("POST", "/api/v1/rules/test", {"number": "03", "entry": "nowhere"}, 422, "entry"),
+    ("POST", "/api/v1/rules/test", {"number": "03", "desk": "nowhere"}, 422, "desk"),
+    ("POST", "/api/v1/rules/test", {"number": "03", "outbound": True}, 501, "outbound"),
+    ("POST", "/api/v1/rules/test", {"number": "0" * 1000}, 422, "number"),
+    ("POST", "/api/v1/rules/test", {"entry": "main"}, 422, "number"),
     ("POST", "/api/v1/rules/test", {"number": "03", "outbound": "yes"}, 422, "outbound"),
     ("GET", "/api/v1/audit?limit=abc", None, 422, "limit"),
     ("GET", "/api/v1/audit?since=yesterday", None, 422, "since"),
@@ -244,3 +252,21 @@ async def test_calls_read(api):
     error = await error_of(await api.get("/api/v1/calls/nope", headers=auth(api, "admin")),
                            404)
     assert error["field"] == "id"
+
+
+async def test_rules_test_names_the_block(api):
+    headers = auth(api, "admin")
+    block = await (await api.post("/api/v1/blocks", headers=headers, json={
+        "prefix": "0120", "reason": "sales calls", "entry": "main"})).json()
+    for number, entry, action in (("0120-123-456", "main", "refuse"),
+                                  ("+81 120 123 456", "main", "refuse"),
+                                  ("0120123456", None, "allow"),
+                                  ("0312345678", "main", "allow")):
+        body = {"number": number} | ({"entry": entry} if entry else {})
+        result = await (await api.post("/api/v1/rules/test", headers=auth(api, "operator"),
+                                       json=body)).json()
+        assert result["action"] == action, (number, entry, result)
+        if action == "refuse":
+            assert result["rule"] == block["rule"] and result["why"]
+    # Testing adds nothing: no block, no audit row beyond the one block.add.
+    assert len((await (await api.get("/api/v1/blocks", headers=headers)).json())["blocks"]) == 1

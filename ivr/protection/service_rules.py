@@ -1,0 +1,47 @@
+""""Which rule applies to this number, and why": the decision a call would get now, made by
+the same services the FastAGI handlers use, without adding anything (no repeat block)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ivr.protection.admin_errors import AdminError
+from ivr.protection.service_inbound import InboundService
+from ivr.protection.service_settings import KnownNames
+from ivr.protection.settings import ProtectionSettings
+from ivr.store.db import Database
+
+MAX_NUMBER = 64
+
+
+class RulesService:
+    def __init__(self, db: Database, settings: Callable[[], ProtectionSettings],
+                 known: Callable[[], KnownNames] = KnownNames):
+        self.db = db
+        self.settings = settings
+        self.known = known
+
+    async def test(self, *, number: str, entry: str | None = None, desk: str | None = None,
+                   operator: str | None = None, outbound: bool = False,
+                   caller_name: str | None = None) -> dict[str, Any]:
+        if len(number) > MAX_NUMBER:
+            raise AdminError(f"at most {MAX_NUMBER} characters", field="number")
+        known = self.known()
+        for field, value, names in (("entry", entry, known.entries), ("desk", desk, known.desks),
+                                    ("operator", operator, known.operators)):
+            if value is not None and names is not None and value not in names:
+                raise AdminError(f"no such {field}: {value[:40]!r}", field=field)
+        if outbound:
+            # The outbound rule engine (rules_outbound.py) answers here once it is merged.
+            raise AdminError("outbound rules cannot be tested in this version",
+                             field="outbound", status=501)
+        decision, _ = await InboundService(self.db).decide(
+            self.settings(), caller=number, entry=entry, name=caller_name, add_blocks=False)
+        p = decision.protection
+        return {"direction": "inbound", "number": number, "entry": entry,
+                "action": decision.action, "rule": decision.rule, "desk": decision.desk,
+                "prompt": decision.prompt, "withheld": decision.withheld,
+                "flags": sorted(p.flags), "repeat_count": p.repeat_count,
+                "talk_limit": p.talk_limit, "ring_prefix": p.ring_prefix,
+                "why": list(decision.why)}
