@@ -5,13 +5,14 @@ the audit log showing who did it from where."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 
 import pytest
 
 from tests.e2e.conftest import support_desk_stack
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, wait_until
 
 DID = "0399000000"  # the journey's 'other' entry: notice, then the support desk
 
@@ -87,3 +88,61 @@ def test_reload_takes_an_edited_protection_file(stack):
     entries = json.loads(stack.ivr("audit", "--json").stdout)["audit"]
     assert [e["action"] for e in entries[:2]] == ["settings.file", "settings.file"]
     assert entries[1]["after"]["numbers"] == {"country_code": "44"}
+
+
+def test_block_and_setting_changed_over_http_apply_to_the_next_calls(stack):
+    """While the controller runs: a supervisor blocks a number (in +81 form) and an admin
+    refuses anonymous callers, both over HTTP. The next call from that number (national form)
+    and the next anonymous call are refused without ringing an operator; a call from another
+    number still reaches the operator (so the refusals are not the stack failing). The audit
+    log shows both changes, by whom, from where, with before and after."""
+    supervisor = make_token(stack, "e2e-supervisor", "supervisor")
+    admin = make_token(stack, "e2e-admin2", "admin")
+    status, block = http(stack, "POST", "/api/v1/blocks", supervisor,
+                         {"number": "+81 3-5550-0001", "reason": "abusive (e2e)",
+                          "expires": "1d"})
+    assert status == 201 and block["value"] == "0355500001", block
+    status, changed = http(stack, "PATCH", "/api/v1/settings/inbound", admin, {
+        "prompts": {"withheld": "refused"},
+        "entries": {"default": {"withheld": {"anonymous": "refuse"}}}})
+    assert status == 200 and changed["changed"], changed
+
+    operator = stack.operator("op1001")
+    started = time.time()
+    blocked = stack.caller("0355500001", DID, hangup_after=40, accept_bye=True)
+    anonymous = stack.caller("anonymous", DID, hangup_after=40, accept_bye=True)
+    control = stack.caller("0355500002", DID, hangup_after=40, accept_bye=True)
+    for peer in (blocked, anonymous, control):
+        assert peer.wait(120).returncode == 0
+
+    refused = stack.call_record(lambda c: c["caller"] == "0355500001" and c["outcome"],
+                                what="blocked call's record")
+    assert refused["outcome"] == "refused" and refused["rule"] == block["rule"], refused
+    withheld = stack.call_record(lambda c: c["caller"] is None and c["outcome"]
+                                 and c["started_at"] and c["rule"], what="anonymous record")
+    assert withheld["outcome"] == "refused" and withheld["rule"] == "withheld:anonymous"
+    reached = stack.call_record(lambda c: c["caller"] == "0355500002" and c["outcome"],
+                                what="control call's record")
+    assert reached["outcome"] != "refused" and reached["operator"] == "op1001", reached
+    # SIPp's own trace: the operator's phone rang for the control call only.
+    assert operator.invites_received(since=started, caller="0355500002")
+    assert not operator.invites_received(since=started, caller="0355500001")
+    assert not operator.invites_received(since=started, caller="anonymous")
+    # Asterisk hung up on the refused callers well before they would have (40 s).
+    for peer in (blocked, anonymous):
+        byes = [t for t, what, _ in peer.messages() if "received" in what and "| BYE " in what]
+        assert byes and byes[0] - started < 30, peer.messages()[-3:]
+
+    status, audit = http(stack, "GET", "/api/v1/audit?limit=20", supervisor)
+    assert status == 200
+    by_action = {e["action"]: e for e in audit["audit"]}
+    added = by_action["block.add"]
+    assert added["actor"] == "e2e-supervisor" and added["role"] == "supervisor"
+    assert added["origin"] == "api 127.0.0.1" and added["before"] is None
+    assert added["after"]["value"] == "0355500001" and added["target"] == block["rule"]
+    patched = by_action["settings.patch"]
+    assert patched["actor"] == "e2e-admin2" and patched["origin"] == "api 127.0.0.1"
+    assert patched["after"]["entries"]["default"]["withheld"]["anonymous"]["action"] == "refuse"
+    assert "default" not in (patched["before"] or {}).get("entries", {})
+    # The CLI reads the same log.
+    assert wait_until(lambda: "block.add" in stack.ivr("audit").stdout, 5, what="CLI audit")
