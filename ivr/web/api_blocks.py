@@ -114,7 +114,7 @@ async def review_block(request: web.Request) -> web.Response:
 
 
 RULE_FIELDS = {"number": str, "entry": str, "desk": str, "operator": str, "outbound": bool,
-               "caller_name": str}
+               "caller_name": str, "withheld": str}
 
 
 @requires("rules.test")
@@ -129,12 +129,14 @@ async def rules_test(request: web.Request) -> web.Response:
         if value is not None and not isinstance(value, kind):
             raise ApiError(422, f"{name} must be a {'boolean' if kind is bool else 'string'}",
                            name)
-    if "number" not in body:
+    if "number" not in body and body.get("withheld") is None:
         raise ApiError(422, "number is required", "number")
     test = request.app[SERVICES].rules_test
     if test is None:
         raise ApiError(501, "the rule engine is not available in this version", None)
-    return reply(await test(**{k: v for k, v in body.items() if v is not None}))
+    args = {k: v for k, v in body.items() if v is not None}
+    args.setdefault("number", "")
+    return reply(await test(**args))
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -268,5 +268,11 @@ async def test_rules_test_names_the_block(api):
         assert result["action"] == action, (number, entry, result)
         if action == "refuse":
             assert result["rule"] == block["rule"] and result["why"]
+    result = await (await api.post("/api/v1/rules/test", headers=headers,
+                                   json={"withheld": "payphone"})).json()
+    assert result["action"] == "allow" and result["withheld"] == "payphone"
+    error = await error_of(await api.post("/api/v1/rules/test", headers=headers,
+                                          json={"withheld": "shy"}), 422)
+    assert error["field"] == "withheld"
     # Testing adds nothing: no block, no audit row beyond the one block.add.
     assert len((await (await api.get("/api/v1/blocks", headers=headers)).json())["blocks"]) == 1
