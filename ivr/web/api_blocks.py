@@ -106,10 +106,7 @@ async def review_block(request: web.Request) -> web.Response:
         return reply(block.as_dict())
     if decision != "confirm":
         raise ApiError(422, "decision must be confirm or lift", "decision")
-    review = getattr(services.blocks, "review", None)
-    if review is None:
-        raise ApiError(501, "confirming a block is not available in this version", "decision")
-    block = await review(_block_id(request), actor=actor(request))
+    block = await services.blocks.review(_block_id(request), actor=actor(request))
     return reply(block.as_dict())
 
 

@@ -276,3 +276,33 @@ async def test_rules_test_names_the_block(api):
     assert error["field"] == "withheld"
     # Testing adds nothing: no block, no audit row beyond the one block.add.
     assert len((await (await api.get("/api/v1/blocks", headers=headers)).json())["blocks"]) == 1
+
+
+async def test_review_of_a_pending_block(api):
+    services = api.services
+    pending = await services.blocks.block("0312340000", reason="ended by operator",
+                                          actor=Actor("op1001", "operator", "feature-code"),
+                                          source="operator", call_id="c.9", review="pending")
+    plain = await services.blocks.block("0312340001", reason="r", actor=CLI)
+    headers = auth(api, "supervisor")
+    url = f"/api/v1/blocks/{pending.id}/review"
+    error = await error_of(await api.post(url, headers=headers, json={"decision": "keep"}), 422)
+    assert error["field"] == "decision"
+    error = await error_of(await api.post(f"/api/v1/blocks/{plain.id}/review", headers=headers,
+                                          json={"decision": "confirm"}), 422)
+    assert error["field"] == "id"
+    response = await api.post(url, headers=headers, json={"decision": "confirm"})
+    assert response.status == 200, await response.text()
+    assert (await response.json())["review"] == "confirmed"
+    error = await error_of(await api.post(url, headers=headers, json={"decision": "confirm"}),
+                           422)
+    assert error["field"] == "id"
+    entry = (await services.audit.list(action="block.review"))[0]
+    assert entry.before["review"] == "pending" and entry.after["review"] == "confirmed"
+    assert entry.actor == "t-supervisor"
+    # Lifting on review removes it, with the reason.
+    other = await services.blocks.block("0312340002", reason="ended by operator",
+                                        actor=CLI, source="operator", review="pending")
+    response = await api.post(f"/api/v1/blocks/{other.id}/review", headers=headers,
+                              json={"decision": "lift", "reason": "misdialled customer"})
+    assert (await response.json())["removed_reason"] == "misdialled customer"
