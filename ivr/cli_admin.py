@@ -49,6 +49,7 @@ def _with_services(config_path: str, work: Callable[[Any], Awaitable[T]]) -> T:
     from ivr.protection.service_rules import RulesService
     from ivr.protection.service_settings import KnownNames, SettingsService
     from ivr.protection.service_tokens import TokenService
+    from ivr.protection.settings import load_settings_file
     from ivr.protection.store_audit import AuditStore
     from ivr.protection.store_blocks import BlockStore
     from ivr.protection.store_settings import SettingsStore
@@ -68,7 +69,8 @@ def _with_services(config_path: str, work: Callable[[Any], Awaitable[T]]) -> T:
     async def run() -> T:
         async with Database(config.database_url) as db:
             audit = AuditStore(db)
-            settings = SettingsService(SettingsStore(db), audit, known)
+            settings = SettingsService(SettingsStore(db), audit, known,
+                                       file=lambda: load_settings_file(config.protection_file))
             await settings.refresh()
             services = AdminServices(
                 settings=settings, tokens=TokenService(TokenStore(db), audit), audit=audit,
@@ -103,9 +105,12 @@ def settings_group() -> None:
 @config_option
 @click.argument("section", required=False)
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of YAML.")
-def settings_show(config_path: str, section: str | None, as_json: bool) -> None:
+@click.option("--version", "version_id", type=int, help="An earlier version (ivr settings "
+              "history).")
+def settings_show(config_path: str, section: str | None, as_json: bool,
+                  version_id: int | None) -> None:
     """The settings in force (or one SECTION): version, who made it, the document."""
-    shown = _with_services(config_path, lambda s: s.settings.show(section))
+    shown = _with_services(config_path, lambda s: s.settings.show(section, version_id))
     if as_json:
         click.echo(json.dumps(shown, ensure_ascii=False, indent=2))
         return
@@ -148,6 +153,16 @@ def settings_set(config_path: str, section: str, file, patch: bool) -> None:
         click.echo(f"settings version {result['version']}: {section} changed")
     else:
         click.echo(f"no change (version {result['version']} stays)")
+
+
+@settings_group.command("history")
+@config_option
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
+def settings_history(config_path: str, limit: int) -> None:
+    """The settings versions, newest first (the first line is in force)."""
+    for v in _with_services(config_path, lambda s: s.settings.history(limit)):
+        click.echo(f"{v['version']:>6}  {_time(v['at'])}  {v['source']:<5} {v['actor']:<16} "
+                   f"{v['sha256'][:12]}")
 
 
 @click.group("tokens")

@@ -129,3 +129,16 @@ async def test_tokens(db):
     with pytest.raises(AdminError):
         await tokens.revoke("board", BOB)
     assert [e.action for e in await audit.list()] == ["token.revoke", "token.create"]
+
+
+async def test_first_change_before_any_start_is_made_from_the_file(db):
+    """The CLI before the controller ever ran: the change is made from protection.yaml (stored
+    first as its own version), not from the built-in defaults."""
+    service = SettingsService(SettingsStore(db), AuditStore(db),
+                              file=lambda: file_settings("44"))
+    assert (await service.show("numbers"))["settings"] == {"country_code": "44"}
+    await service.patch(None, {"inbound": {"block_for": "2d"}}, BOB)
+    history = await service.store.history()
+    assert [(v.id, v.source) for v in history] == [(2, "cli"), (1, "file")]
+    assert history[0].document["numbers"] == {"country_code": "44"}
+    assert history[0].document["inbound"]["block_for"] == 2 * 86400
