@@ -79,10 +79,13 @@ def setup(config_path: str) -> None:
 
 def _prepare_or_exit(config: Config):
     from ivr.audio.prompts import PromptEngineError
+    from ivr.cli_admin import check_protection
     from ivr.setup import prepare
 
     try:
-        return prepare(config)
+        prepared = prepare(config)
+        check_protection(config, prepared.journey)  # protection.yaml, before anything starts
+        return prepared
     except PromptEngineError as exc:
         click.echo(f"set-up error: {exc}", err=True)
         sys.exit(3)
@@ -145,8 +148,6 @@ async def _serve(config: Config, prepared, with_asterisk: bool) -> None:
             raise click.ClickException(
                 f"cannot start: {exc}; is another ivr running?"
             ) from exc
-        except ValueError as exc:  # protection.yaml refused (SettingsError)
-            raise click.ClickException(f"configuration error:\n{exc}") from exc
         config.pid_path.write_text(f"{os.getpid()}\n")
         log.info("event=ready pid=%d agi=%s:%d web=http://%s:%d sip=%s:%d",
                  os.getpid(), config.agi.bind, controller.agi.port, config.web.bind,
