@@ -21,10 +21,13 @@ from ivr.config import Config
 from ivr.credentials import Secrets
 from ivr.journey import Journey, JourneyError
 from ivr.model import CallRecord
+from ivr.protection.service_blocks import BlockService
+from ivr.protection.service_rules import RulesService
 from ivr.protection.service_settings import Actor, KnownNames, SettingsService
 from ivr.protection.service_tokens import TokenService
 from ivr.protection.settings import SettingsError, load_settings_file
 from ivr.protection.store_audit import AuditStore
+from ivr.protection.store_blocks import BlockStore
 from ivr.protection.store_settings import SettingsStore
 from ivr.protection.store_tokens import TokenStore
 from ivr.recording import RecordingFinaliser
@@ -87,6 +90,10 @@ class Controller:
         # The file's settings were checked by `ivr setup`/`ivr run` before we got here.
         await self.settings.sync_file(self.load_protection(), FILE_ACTOR)
         await self.settings.start_polling()
+        self.blocks = BlockService(BlockStore(self.db), self.audit,
+                                   country=self.settings.current().numbers.country_code,
+                                   entries=set(self.journey.entries))
+        self.rules = RulesService(self.db, self.settings.current, self.known_names)
         ctx = HandlerContext(
             calls=self.calls,
             prompts=Prompts(self.config.prompts_dir, self.config.prompts.language),
@@ -149,6 +156,7 @@ class Controller:
         self.journey = journey
         self._keep_journey(journey)
         await self.settings.sync_file(protection, FILE_ACTOR)
+        self.blocks.entries = set(journey.entries)
         try:
             await self.ami.action({"Action": "QueueReload", "Members": "no", "Rules": "yes",
                                    "Parameters": "yes"}, as_list=False)
