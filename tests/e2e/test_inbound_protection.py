@@ -340,9 +340,13 @@ def test_repeat_caller_steps(stack, sniffer):
 
 
 def test_rules_test_explains(stack):
-    run = stack.ivr("rules", "test", "+81-120-555-001", "--json")
-    shown = json.loads(run.stdout)
-    assert shown["action"] == "refuse" and shown["rule"].startswith("block:"), shown
+    """`ivr rules test` answers from the same rules and the same store, adding nothing."""
+    added = stack.ivr("block", "0570", "--prefix", "--reason", "ナビダイヤル").stdout
+    rule = ":".join(added.split(":")[:2])
+    before = stack.ivr("blocks", "list", "--json").stdout
+    shown = json.loads(stack.ivr("rules", "test", "+81-570-000-111", "--json").stdout)
+    assert (shown["action"], shown["rule"], shown["prompt"]) == ("refuse", rule, "refused")
+    assert stack.ivr("blocks", "list", "--json").stdout == before
     run = stack.ivr("rules", "test", "x", "--withheld", "payphone", "--entry", "wh_desk")
     assert "route to desk billing" in run.stdout and "withheld:payphone" in run.stdout
     bad = stack.ivr("block", "_09[9", "--pattern", "--reason", "x", check=False)
