@@ -157,7 +157,9 @@ class BlockStore:
                 (calls.c.started_at >= to_datetime(t), 1), else_=0)), 0).label(f"n{i}")
             for i, t in enumerate(since)
         ]
+        # Inbound only: an operator calling the customer back is not the customer calling.
         query = sa.select(*counts).where(calls.c.caller == number,
+                                         calls.c.direction == "inbound",
                                          calls.c.started_at >= to_datetime(min(since)))
         if exclude_call is not None:
             query = query.where(calls.c.id != exclude_call)
