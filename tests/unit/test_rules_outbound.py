@@ -148,7 +148,7 @@ def test_bad_rules_name_the_field(rule, field):
 def test_duplicate_ids_and_bad_emergency_numbers():
     with pytest.raises(SettingsError, match="used twice"):
         settings(rules=[{"id": "a", "exact": "1", "action": "deny"}] * 2)
-    with pytest.raises(SettingsError, match="outbound.emergency"):
+    with pytest.raises(SettingsError, match=r"outbound\.emergency"):
         settings(emergency=["11a"])
 
 
