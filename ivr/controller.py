@@ -21,6 +21,7 @@ from ivr.config import Config
 from ivr.credentials import Secrets
 from ivr.journey import Journey, JourneyError
 from ivr.model import CallRecord
+from ivr.protection.service_outbound import OutboundService
 from ivr.protection.service_settings import Actor, KnownNames, SettingsService
 from ivr.protection.service_tokens import TokenService
 from ivr.protection.settings import SettingsError, load_settings_file
@@ -95,6 +96,7 @@ class Controller:
             journey=lambda: self.journey,
             journey_for=self.journey_for,
             protection=self.settings.current,
+            outbound=OutboundService(self.config.secrets_path, self.audit),
         )
         self.agi = AgiServer(
             ctx,

@@ -26,7 +26,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ivr.model import Disposition, Outcome
 from ivr.policy.callerid import normalise_number
+from ivr.policy.outcome import Ending
 from ivr.protection.settings import ProtectionSettings
 from ivr.protection.settings_outbound import OutboundRule, OutboundSettings
 
@@ -126,3 +128,34 @@ def operator_desks(members: Mapping[str, Iterable[str]], operator: str | None) -
     if operator is None:
         return []
     return sorted(name for name, people in members.items() if operator in people)
+
+
+def decide_outbound_ending(*, connected: bool, disposition: str | None,
+                           events: Iterable[Mapping[str, Any]]) -> Ending:
+    """How an outbound call ended. The record is the operator's channel, so Asterisk's
+    hangup source names the operator's own channel (`caller` side) or the called party's
+    (another SIP channel); after Dial returned (`dial_result`), the called party ended it."""
+    if disposition == Disposition.REFUSED:
+        outcome = Outcome.REFUSED
+    elif connected:
+        outcome = Outcome.ANSWERED
+    elif disposition == Disposition.DIALLED:
+        outcome = Outcome.UNANSWERED
+    else:
+        outcome = Outcome.ABANDONED_IN_MENU  # the operator hung up during the PIN request
+    side: str | None = None
+    dial_returned = False
+    for event in sorted(events, key=lambda e: e["at"]):
+        if event["kind"] == "hangup_source":
+            side = (event.get("data") or {}).get("side")
+        elif event["kind"] == "dial_result":
+            dial_returned = True
+    if side == "caller":
+        by = "operator"
+    elif side == "operator" or (connected and dial_returned):
+        by = "called"
+    elif side == "system" or outcome is Outcome.REFUSED:
+        by = "system"
+    else:
+        by = "operator"
+    return Ending(outcome, by)

@@ -149,6 +149,12 @@ class OutboundSettings(BaseModel):
     emergency: list[str] = Field(default_factory=lambda: ["110", "118", "119"])
     rules: list[OutboundRule] = Field(default_factory=list)
     default: Action = "allow"
+    # What the called party hears when they answer, before the operator is connected.
+    notice: str = Field(default="notice", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    notice_languages: list[Literal["ja", "en"]] = Field(default_factory=lambda: ["ja"],
+                                                        min_length=1, max_length=2)
+    # Wrong PINs before the call ends.
+    pin_attempts: int = Field(default=3, ge=1, le=5)
     desk_defaults: dict[str, DefaultAction] = Field(default_factory=dict)
     operator_defaults: dict[str, DefaultAction] = Field(default_factory=dict)
 

@@ -56,6 +56,7 @@ UPDATABLE = frozenset(
         "menu_path",
         "disposition",
         "overflow_from",
+        "rule",
     }
 )
 
