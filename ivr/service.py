@@ -123,9 +123,10 @@ class CallService:
                                 source=Source.CONTROLLER, direction="outbound")
         await self.store.update(call_id, operator=operator, desk=desk)
 
-    async def outbound_decided(self, call_id: str, rule: str, **data: Any) -> None:
-        await self._event(call_id, "outbound_decision", **data)
-        await self.store.update(call_id, rule=rule)
+    async def outbound_decided(self, call_id: str, decision: dict[str, Any]) -> None:
+        """The outbound rule engine's answer (allowed, rule, reason, pin_may_unlock...)."""
+        await self._event(call_id, "outbound_decision", **decision)
+        await self.store.update(call_id, rule=decision.get("rule"))
 
     async def pin_result(self, call_id: str, *, ok: bool, attempt: int, rule: str,
                          entered: bool = True) -> None:

@@ -49,7 +49,7 @@ async def handle(agi: AgiChannel, ctx: HandlerContext) -> None:
         call_id, operator=operator, did=decision.number or raw[:32] or None,
         desk=desks[0] if len(desks) == 1 else None,
         recording_path=f"{recording}.wav" if recording else None)
-    await ctx.calls.outbound_decided(call_id, decision.rule, desks=desks, **decision.event())
+    await ctx.calls.outbound_decided(call_id, {**decision.event(), "desks": desks})
     if decision.allowed:
         await _dial(agi, ctx, call_id, raw, decision)
     elif (decision.pin_may_unlock and ctx.outbound is not None
@@ -73,6 +73,8 @@ async def _dial(agi: AgiChannel, ctx: HandlerContext, call_id: str, raw: str,
 async def _refuse(agi: AgiChannel, ctx: HandlerContext, call_id: str, why: str) -> None:
     await ctx.calls.disposed(call_id, Disposition.REFUSED, why)
     await _play(agi, ctx, call_id, "outbound_restricted", "refusal")
+    # Its last frames are still on their way to the phone: hang up after they arrived.
+    await asyncio.sleep(NOTICE_GUARD)
     await agi.set_variable(var.HANGUP_CAUSE, REFUSED_CAUSE)
     await agi.set_variable(var.ACTION, var.ACTION_HANGUP)
 
