@@ -32,7 +32,7 @@ class PinError(ValueError):
 
 
 def hash_pin(pin: str) -> str:
-    if not PIN_FORMAT.match(pin):
+    if not PIN_FORMAT.fullmatch(pin):
         raise PinError("pin: 4-12 digits (0-9), as typed on a phone keypad")
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(pin.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
@@ -42,7 +42,7 @@ def hash_pin(pin: str) -> str:
 
 def verify_pin(pin: str, stored: str | None) -> bool:
     """Constant-time comparison; a missing or malformed hash never matches."""
-    if not stored or not PIN_FORMAT.match(pin or ""):
+    if not stored or not PIN_FORMAT.fullmatch(pin or ""):
         return False
     try:
         kind, n, r, p, salt, digest = stored.split("$")

@@ -96,7 +96,7 @@ class OutboundRule(BaseModel):
     @field_validator("exact", "prefix")
     @classmethod
     def _dialable(cls, value: str | None) -> str | None:
-        if value is not None and not _DIALABLE.match(value):
+        if value is not None and not _DIALABLE.fullmatch(value):
             raise ValueError("1-32 characters of 0-9 + * #")
         return value
 

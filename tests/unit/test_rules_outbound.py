@@ -134,6 +134,7 @@ def test_bad_patterns_are_refused_naming_the_field(pattern):
     ({"id": "a", "action": "deny"}, "outbound.rules.0"),
     ({"id": "a", "exact": "1", "prefix": "2", "action": "deny"}, "outbound.rules.0"),
     ({"id": "a", "exact": "03-1234", "action": "deny"}, "outbound.rules.0.exact"),
+    ({"id": "a", "exact": "0312\n", "action": "deny"}, "outbound.rules.0.exact"),
     ({"id": "A b", "exact": "1", "action": "deny"}, "outbound.rules.0.id"),
     ({"id": "a", "exact": "1", "action": "block"}, "outbound.rules.0.action"),
     ({"id": "a", "exact": "1", "action": "deny", "reason": "x\ny"}, "outbound.rules.0.reason"),
