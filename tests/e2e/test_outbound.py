@@ -316,3 +316,22 @@ def test_pin_unlocks_one_call_audited_never_logged(stack, calls):
     assert PIN not in stack.controller_log()
     assert PIN not in str(stack.calls()) and PIN not in str(rows)
     assert PIN not in (stack.data / "secrets.toml").read_text()
+
+
+def test_controller_down_only_emergency_numbers_go_out(stack, calls):
+    """Last in this module: it stops the controller. The dialplan's fail-safe lets out the
+    emergency numbers (no notice, no PIN) and refuses the rest with the announcement."""
+    stack.stop_controller()
+    before = set(stack.carrier.invites())
+    emergency, _m1 = dial(stack, "op1001", "119", hold=4)
+    refused, refused_media = dial(stack, "op1002", "0312345679", hold=None)
+    for peer in (emergency, refused):
+        result = peer.wait(60)
+        assert result.returncode == 0, (result.workdir / "screen.log").read_text()[-2000:]
+    invites = set(stack.carrier.invites()) - before
+    assert invites == {"119"}, invites
+    heard = pcm(audio_packets(refused_media.all_packets()))
+    refusal = find(heard, prompt(stack, "outbound_restricted"))
+    assert refusal.peak >= MIN_PEAK and refusal.peak - refusal.runner_up >= MIN_LEAD, refusal
+    _m1.close()
+    refused_media.close()
