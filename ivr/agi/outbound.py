@@ -26,6 +26,7 @@ from ivr.protection.settings import ProtectionSettings
 
 OPERATOR = "IVR_OPERATOR"  # CHANNEL(endpoint) of the operator's phone (dialplan)
 NUMBER = "IVR_OUT_NUMBER"  # the dialled number, FILTERed to 0-9 + * #
+TYPED = "IVR_OUT_TYPED"  # ... FILTERed to letters, digits, + * # . _ - (what is judged)
 NOTICE = "__IVR_OUT_NOTICE"  # "0": no notice for the called party (emergency numbers)
 CONNECT = "IVR_OUT_CONNECT"  # "1": the controller played the notice, bridge now
 ACTION_DIAL = "dial"
@@ -39,12 +40,15 @@ async def handle(agi: AgiChannel, ctx: HandlerContext) -> None:
     call_id = agi.unique_id
     operator = await agi.get_variable(OPERATOR) or None
     raw = await agi.get_variable(NUMBER) or ""
+    # Judged as typed: letters make it no number (refused), separators are dropped by the
+    # normalisation; what is dialled is `raw`, the digits of the same text.
+    typed = await agi.get_variable(TYPED) or raw
     recording = await agi.get_variable(var.RECORDING)
     journey = ctx.journey()
     members = {name: desk.members for name, desk in journey.desks.items()} if journey else {}
     desks = operator_desks(members, operator)
     settings = ctx.protection()
-    decision = explain_outbound(settings, raw, desk_names=desks, operator=operator)
+    decision = explain_outbound(settings, typed, desk_names=desks, operator=operator)
     await ctx.calls.outbound_started(
         call_id, operator=operator, did=decision.number or raw[:32] or None,
         desk=desks[0] if len(desks) == 1 else None,

@@ -207,6 +207,7 @@ def calls(stack):
         "allowed": dial(stack, "op1001", "0312345678", hold=notice + 8),
         "denied": dial(stack, "op1002", "0990123456", hold=None),
         "emergency": dial(stack, "op1003", "110", hold=6),
+        "letters": dial(stack, "op1001", "op1002", hold=None),
         "pin": dial(stack, "op1002", "+15551234567", hold=right_at + 3 + notice + 5,
                     keys=pin_keys),
     }
@@ -288,6 +289,13 @@ def test_denied_call_never_reaches_the_carrier_and_the_operator_hears_why(stack,
     path = Path(record["recording_path"])
     tx = read_wav(path.with_name(path.stem + "-tx.wav")).samples
     in_recording(tx, prompt(stack, "outbound_restricted"))
+
+
+def test_letters_are_no_number_not_the_digits_left_after_the_filter(stack, calls):
+    assert "1002" not in stack.carrier.invites() and "op1002" not in stack.carrier.invites()
+    record = stack.call_record(lambda c: c["direction"] == "outbound" and c["did"] == "1002"
+                               and c["outcome"], timeout=60, what="record of op1002 dialled")
+    assert (record["outcome"], record["rule"]) == ("refused", "invalid:number")
 
 
 def test_emergency_number_goes_out_under_a_deny_all_default(stack, calls):
