@@ -135,9 +135,13 @@ def decide_outbound_ending(*, connected: bool, disposition: str | None,
     """How an outbound call ended. The record is the operator's channel, so Asterisk's
     hangup source names the operator's own channel (`caller` side) or the called party's
     (another SIP channel); after Dial returned (`dial_result`), the called party ended it."""
+    timeline = sorted(events, key=lambda e: e["at"])
+    # Answered: the called party picked up (the operator may have hung up during the notice,
+    # before being connected: connected_at then stays empty).
+    picked_up = any(e["kind"] == "called_answered" for e in timeline)
     if disposition == Disposition.REFUSED:
         outcome = Outcome.REFUSED
-    elif connected:
+    elif connected or picked_up:
         outcome = Outcome.ANSWERED
     elif disposition == Disposition.DIALLED:
         outcome = Outcome.UNANSWERED
@@ -145,7 +149,7 @@ def decide_outbound_ending(*, connected: bool, disposition: str | None,
         outcome = Outcome.ABANDONED_IN_MENU  # the operator hung up during the PIN request
     side: str | None = None
     dial_returned = False
-    for event in sorted(events, key=lambda e: e["at"]):
+    for event in timeline:
         if event["kind"] == "hangup_source":
             side = (event.get("data") or {}).get("side")
         elif event["kind"] == "dial_result":

@@ -85,6 +85,8 @@ def ev(at: float, kind: str, **data) -> dict:
                         ev(9, "hangup_source", side="system")], Outcome.UNANSWERED, "system"),
     (False, None, [ev(3, "hangup_source", side="caller")], Outcome.ABANDONED_IN_MENU,
      "operator"),
+    (False, "dialled", [ev(5, "called_answered"), ev(7, "hangup_source", side="caller")],
+     Outcome.ANSWERED, "operator"),
 ])
 def test_outbound_endings(connected, disposition, events, outcome, by):
     ending = decide_outbound_ending(connected=connected, disposition=disposition, events=events)
