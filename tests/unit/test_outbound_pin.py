@@ -110,3 +110,31 @@ def test_trunk_outbound_uri_is_validated(tmp_path, uri, ok):
     else:
         with pytest.raises(ConfigError, match=r"trunk\.outbound_uri"):
             load_config(config)
+
+
+OUTBOUND_CDR = (
+    '"ivr1-5.0","ivr1-5.0","anonymous","s","ivr-outbound-action","PJSIP/op1001-00000005",'
+    '"PJSIP/trunk-00000006","Dial","1700000200.0","1700000200.1","1700000230.0","ANSWERED",'
+    '"119","/r/ivr1-5.0.wav","","outbound-failsafe",""\n'
+    '"ivr1-7.0","ivr1-7.0","op1002","s","ivr-outbound-failsafe","PJSIP/op1002-00000007","",'
+    '"Hangup","1700000300.0","1700000300.1","1700000303.0","ANSWERED","0312345678",'
+    '"/r/ivr1-7.0.wav","","outbound-failsafe",""\n'
+)
+
+
+async def test_cdr_import_keeps_outbound_calls_outbound(tmp_path):
+    from ivr.cdr_import import import_missed_calls
+    from ivr.service import CallService
+    from ivr.store import CallStore, Database
+
+    path = tmp_path / "ivr-cdr.csv"
+    path.write_text(OUTBOUND_CDR)
+    async with Database(f"sqlite+aiosqlite:///{tmp_path / 'c.sqlite3'}") as db:
+        service = CallService(CallStore(db), node="ivr1")
+        assert await import_missed_calls(path, service, node="ivr1") == ["ivr1-5.0", "ivr1-7.0"]
+        out = await service.get("ivr1-5.0")
+        assert (out.direction, out.outcome, out.operator, out.did, out.caller, out.failsafe) == (
+            "outbound", "answered", "op1001", "119", None, True)
+        refused = await service.get("ivr1-7.0")
+        assert (refused.direction, refused.outcome, refused.operator) == (
+            "outbound", "refused", "op1002")
