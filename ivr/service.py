@@ -137,6 +137,11 @@ class CallService:
     async def called_answered(self, call_id: str, recording: str | None) -> None:
         await self._event(call_id, "called_answered", recording=recording)
 
+    async def called_recording_finalised(self, call_id: str, path: str, duration: float,
+                                         sha256: str) -> None:
+        await self._event(call_id, "called_recording_finalised", path=path,
+                          duration=round(duration, 3), sha256=sha256)
+
     async def dial_result(self, call_id: str, status: str, answered_time: str) -> None:
         await self._event(call_id, "dial_result", status=status, answered_time=answered_time)
 

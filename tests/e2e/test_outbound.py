@@ -16,6 +16,7 @@ received (tests/e2e/rtp_peer.py), all on one stack, the four calls at once.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import socket
 import sqlite3
@@ -265,6 +266,13 @@ def test_allowed_call_notice_heard_by_called_party_before_the_operator(stack, ca
     path = Path(called["data"]["recording"])
     tx = read_wav(path.with_name(path.stem + "-tx.wav")).samples
     peak, _start, stretch = in_recording(tx, prompt(stack, "notice"))
+    # ... and hashed like the call's own recording.
+    finalised = stack.call_record(
+        lambda c: c["id"] == record["id"]
+        and "called_recording_finalised" in kinds(c), timeout=30, what="called recording hash")
+    done = next(e for e in finalised["events"] if e["kind"] == "called_recording_finalised")
+    assert done["data"]["path"] == str(path)
+    assert done["data"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert Path(record["recording_path"]).exists()
     print(f"\nOUTBOUND-FIGURES notice_peak_heard={notice.peak:.3f} "
           f"first_operator_frame_after_notice_end={packets[first_frame].at - notice_end:.3f}s "
