@@ -14,6 +14,7 @@ from ivr.asterisk.account import Account, asterisk_account, secure_data_dir
 from ivr.asterisk.sounds import SOUNDS_SUBDIR, link_share_dir, rendered_languages
 from ivr.config import Config
 from ivr.credentials import Secrets
+from ivr.protection.settings import load_settings_file
 from ivr.journey import Desk, Journey
 from ivr.notice import failsafe_notice_languages, fallback_path
 
@@ -151,6 +152,8 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
                          journey.desks else Desk()).max_wait,
         "split_legs": config.recording.split_legs,
         "desks": desk_context(journey, desk.default),
+        # Operator feature codes: protection.yaml's `features`, checked like the rest of it.
+        "feature_codes": load_settings_file(config.protection_file).features.applicationmap(),
     }
 
 
