@@ -51,6 +51,8 @@ def check(config_path: str) -> None:
     config = _load(config_path)
     try:
         journey = load_current_journey(config)
+        from ivr.cli_admin import check_protection
+        check_protection(config, journey)
         # Before the first `ivr setup` nothing is rendered yet; afterwards the notices must be
         # there in every language, as `ivr run` requires.
         if config.prompts_dir.is_dir():
@@ -143,6 +145,8 @@ async def _serve(config: Config, prepared, with_asterisk: bool) -> None:
             raise click.ClickException(
                 f"cannot start: {exc}; is another ivr running?"
             ) from exc
+        except ValueError as exc:  # protection.yaml refused (SettingsError)
+            raise click.ClickException(f"configuration error:\n{exc}") from exc
         config.pid_path.write_text(f"{os.getpid()}\n")
         log.info("event=ready pid=%d agi=%s:%d web=http://%s:%d sip=%s:%d",
                  os.getpid(), config.agi.bind, controller.agi.port, config.web.bind,
@@ -409,6 +413,10 @@ def asterisk_cmd(config_path: str, command: tuple[str, ...]) -> None:
     paths = AsteriskPaths(config.asterisk_dir)
     click.echo(asterisk_cli(paths, config.data_dir, " ".join(command)), nl=False)
 
+
+from ivr.cli_admin import register  # noqa: E402  (admin subcommands: settings, tokens, audit)
+
+register(main)
 
 if __name__ == "__main__":
     main()

@@ -21,6 +21,12 @@ from ivr.config import Config
 from ivr.credentials import Secrets
 from ivr.journey import Journey, JourneyError
 from ivr.model import CallRecord
+from ivr.protection.service_settings import Actor, KnownNames, SettingsService
+from ivr.protection.service_tokens import TokenService
+from ivr.protection.settings import SettingsError, load_settings_file
+from ivr.protection.store_audit import AuditStore
+from ivr.protection.store_settings import SettingsStore
+from ivr.protection.store_tokens import TokenStore
 from ivr.recording import RecordingFinaliser
 from ivr.service import CallService
 from ivr.setup import (
@@ -32,6 +38,8 @@ from ivr.setup import (
 from ivr.store import CallStore, Database
 
 log = logging.getLogger("ivr.controller")
+
+FILE_ACTOR = Actor(name="file", role="admin", origin="file")
 
 KEPT_JOURNEYS = 16  # journeys kept for calls in progress across reloads
 
@@ -73,6 +81,12 @@ class Controller:
         )
         self.finaliser = RecordingFinaliser(self.calls)
         tracker = CallTracker(self.calls)
+        self.audit = AuditStore(self.db)
+        self.tokens = TokenService(TokenStore(self.db), self.audit)
+        self.settings = SettingsService(SettingsStore(self.db), self.audit, self.known_names)
+        # The file's settings were checked by `ivr setup`/`ivr run` before we got here.
+        await self.settings.sync_file(self.load_protection(), FILE_ACTOR)
+        await self.settings.start_polling()
         ctx = HandlerContext(
             calls=self.calls,
             prompts=Prompts(self.config.prompts_dir, self.config.prompts.language),
@@ -80,6 +94,7 @@ class Controller:
             default_desk=self.config.desk.default,
             journey=lambda: self.journey,
             journey_for=self.journey_for,
+            protection=self.settings.current,
         )
         self.agi = AgiServer(
             ctx,
@@ -103,22 +118,37 @@ class Controller:
         await self.ami.start()
         self._write_state(time.time(), ok=True, errors=[])
 
+    def known_names(self) -> KnownNames:
+        """What the protection settings may name: the journey's desks and entries in service
+        and the configured operators."""
+        return KnownNames(desks=set(self.journey.desks), entries=set(self.journey.entries),
+                          operators={o.endpoint for o in self.config.operators})
+
+    def load_protection(self, journey: Journey | None = None):
+        journey = journey or self.journey
+        return load_settings_file(self.config.protection_file, desks=set(journey.desks),
+                                  entries=set(journey.entries),
+                                  operators={o.endpoint for o in self.config.operators})
+
     async def reload(self) -> bool:
-        """Load dialplan/ again; a bad journey is reported and the one in service stays."""
+        """Load dialplan/ and protection.yaml again; if either is bad it is reported and
+        what is in service stays."""
         started = time.time()
         try:
             journey = await asyncio.to_thread(load_current_journey, self.config)
+            protection = await asyncio.to_thread(self.load_protection, journey)
             # Prompts a new journey uses (new texts in prompts.yaml) exist before any call.
             await asyncio.to_thread(render_all_prompts, self.config)
             await asyncio.to_thread(check_notices, self.config, journey)
             # Refuses a value that would break a rendered file (RenderError, a ValueError).
             render_asterisk_config(self.config, self.secrets, journey)
-        except (JourneyError, ValueError, PromptEngineError) as exc:
+        except (JourneyError, SettingsError, ValueError, PromptEngineError) as exc:
             log.error("event=reload_refused problems=%r", str(exc))
             self._write_state(started, ok=False, errors=str(exc).splitlines())
             return False
         self.journey = journey
         self._keep_journey(journey)
+        await self.settings.sync_file(protection, FILE_ACTOR)
         try:
             await self.ami.action({"Action": "QueueReload", "Members": "no", "Rules": "yes",
                                    "Parameters": "yes"}, as_list=False)
@@ -231,6 +261,7 @@ class Controller:
         """In order: stop taking work (FastAGI, AMI, reconciliation), let what was taken
         finish (recordings), then close the store (its writer drains first)."""
         self._stopping = True
+        await self.settings.stop_polling()
         await self.agi.stop()
         await self.ami.stop()
         for task in list(self._reconcile_tasks):

@@ -9,6 +9,7 @@ from prometheus_client.registry import Collector
 
 from ivr.controller import Controller
 from ivr.model import Outcome
+from ivr.web.api import AdminServices, create_api
 
 CONTROLLER = web.AppKey("controller", Controller)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
@@ -62,4 +63,10 @@ def create_app(controller: Controller) -> web.Application:
     app[REGISTRY] = registry
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.add_subapp("/api/v1", create_api(admin_services(controller)))
     return app
+
+
+def admin_services(controller: Controller) -> AdminServices:
+    return AdminServices(settings=controller.settings, tokens=controller.tokens,
+                         audit=controller.audit, calls=controller.calls)
