@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import subprocess
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from ivr.agi.context import HandlerContext, Prompts
 from ivr.agi.server import AgiServer
 from ivr.ami.client import AmiClient, AmiError
 from ivr.ami.tracker import CallTracker
+from ivr.asterisk.process import asterisk_cli
 from ivr.asterisk.render import AsteriskPaths, render_asterisk_config
 from ivr.audio.prompts import PromptEngineError
 from ivr.cdr_import import import_missed_calls
@@ -21,10 +23,13 @@ from ivr.config import Config
 from ivr.credentials import Secrets
 from ivr.journey import Journey, JourneyError
 from ivr.model import CallRecord
+from ivr.protection.service_blocks import BlockService
+from ivr.protection.service_features import FeatureService
 from ivr.protection.service_settings import Actor, KnownNames, SettingsService
 from ivr.protection.service_tokens import TokenService
 from ivr.protection.settings import SettingsError, load_settings_file
 from ivr.protection.store_audit import AuditStore
+from ivr.protection.store_blocks import BlockStore
 from ivr.protection.store_settings import SettingsStore
 from ivr.protection.store_tokens import TokenStore
 from ivr.recording import RecordingFinaliser
@@ -80,13 +85,19 @@ class Controller:
             CallStore(self.db), node=self.config.server.node_name, on_ended=self._call_ended
         )
         self.finaliser = RecordingFinaliser(self.calls)
-        tracker = CallTracker(self.calls)
         self.audit = AuditStore(self.db)
         self.tokens = TokenService(TokenStore(self.db), self.audit)
         self.settings = SettingsService(SettingsStore(self.db), self.audit, self.known_names)
         # The file's settings were checked by `ivr setup`/`ivr run` before we got here.
         await self.settings.sync_file(self.load_protection(), FILE_ACTOR)
         await self.settings.start_polling()
+        self.features = FeatureService(
+            self.calls,
+            BlockService(BlockStore(self.db), self.audit,
+                         country=self.settings.current().numbers.country_code),
+            lambda: self.settings.current().features,
+        )
+        tracker = CallTracker(self.calls, self.features)
         ctx = HandlerContext(
             calls=self.calls,
             prompts=Prompts(self.config.prompts_dir, self.config.prompts.language),
@@ -149,6 +160,7 @@ class Controller:
         self.journey = journey
         self._keep_journey(journey)
         await self.settings.sync_file(protection, FILE_ACTOR)
+        await self._reload_features()
         try:
             await self.ami.action({"Action": "QueueReload", "Members": "no", "Rules": "yes",
                                    "Parameters": "yes"}, as_list=False)
@@ -159,6 +171,17 @@ class Controller:
                  journey_version(journey), len(journey.desks), len(journey.menus),
                  len(journey.entries))
         return True
+
+    async def _reload_features(self) -> None:
+        """Feature codes (features.conf, just rendered) apply to calls connected from now on.
+        AMI has no `system` class here (no Reload action), so through Asterisk's CLI."""
+        try:
+            out = await asyncio.to_thread(asterisk_cli, self.asterisk_paths,
+                                          self.config.data_dir, "module reload features")
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.warning("event=features_reload_failed error=%s", exc)
+            return
+        log.info("event=features_reloaded result=%r", out.strip()[:200])
 
     def _write_state(self, at: float, *, ok: bool, errors: list[str]) -> None:
         state = {"requested_at": at, "ok": ok, "errors": errors,

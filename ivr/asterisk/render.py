@@ -14,9 +14,9 @@ from ivr.asterisk.account import Account, asterisk_account, secure_data_dir
 from ivr.asterisk.sounds import SOUNDS_SUBDIR, link_share_dir, rendered_languages
 from ivr.config import Config
 from ivr.credentials import Secrets
-from ivr.protection.settings import load_settings_file
 from ivr.journey import Desk, Journey
 from ivr.notice import failsafe_notice_languages, fallback_path
+from ivr.protection.settings import load_settings_file
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "asterisk"
 

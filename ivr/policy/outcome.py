@@ -84,6 +84,9 @@ def decide_hangup_by(
     complete: str | None = None
     for event in _ordered(events):
         data = event.get("data") or {}
+        if event["kind"] == "end_and_refuse":
+            # The operator's feature code: the dialplan hung up on their word.
+            return "operator"
         if event["kind"] == "hangup_source":
             source = data.get("side")
         elif event["kind"] == "conversation_ended":
