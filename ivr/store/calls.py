@@ -56,6 +56,10 @@ UPDATABLE = frozenset(
         "menu_path",
         "disposition",
         "overflow_from",
+        "rule",
+        "flags",
+        "repeat_count",
+        "talk_limit",
     }
 )
 
