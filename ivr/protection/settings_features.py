@@ -70,8 +70,11 @@ class FeatureSettings(BaseModel):
 
     def applicationmap(self) -> list[dict[str, str]]:
         """The features.conf [applicationmap] entries (see asterisk/features.conf.j2)."""
-        escalate = ("AttendedTransfer" if self.escalate_mode == "attended"
-                    else "BlindTransfer")
+        # Blind: the caller's own channel goes to the desk (BlindTransfer(exten,context)).
+        # Attended: AttendedTransfer(exten) reads the context from TRANSFER_CONTEXT.
+        escalate = (f"Gosub(ivr-feature-attended,s,1({self.supervisor_desk}))"
+                    if self.escalate_mode == "attended"
+                    else f"BlindTransfer({self.supervisor_desk},ivr-escalate)")
         return [
             # Runs on the operator's side: the beep is for the operator only.
             {"name": "ivr_flag", "code": self.codes.flag, "on": "self",
@@ -81,7 +84,7 @@ class FeatureSettings(BaseModel):
             {"name": "ivr_notice", "code": self.codes.notice, "on": "peer",
              "app": f"Gosub(ivr-feature-notice,s,1({self.notice_prompt or ''}))"},
             {"name": "ivr_escalate", "code": self.codes.escalate, "on": "self",
-             "app": f"{escalate}({self.supervisor_desk}@ivr-escalate)"},
+             "app": escalate},
             {"name": "ivr_end_refuse", "code": self.codes.end_and_refuse, "on": "peer",
              "app": f"Gosub(ivr-feature-end,s,1({self.closing_prompt}))"},
             # A withheld caller cannot be blocked: the same code only tells the operator so.

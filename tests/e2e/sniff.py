@@ -24,7 +24,8 @@ KEYPAD = ("123A", "456B", "789C", "*0#D")
 @dataclass
 class RtpCapture:
     port: int
-    audio: list[tuple[float, bytes]] = field(default_factory=list)  # (arrival, PCMA payload)
+    # (arrival, SSRC, RTP timestamp, PCMA payload)
+    audio: list[tuple[float, int, int, bytes]] = field(default_factory=list)
     events: list[tuple[float, str]] = field(default_factory=list)  # (arrival, key)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -66,16 +67,37 @@ class RtpCapture:
         pt = rtp[1] & 0x7F
         payload = rtp[12 + 4 * (rtp[0] & 0x0F):]
         if pt == 8:
-            self.audio.append((at, payload))
+            ts, ssrc = struct.unpack("!II", rtp[4:12])
+            self.audio.append((at, ssrc, ts, payload))
         elif pt == 101 and payload:
             self.events.append((at, EVENT_KEYS[payload[0]] if payload[0] < 16 else "?"))
 
     def samples(self) -> tuple[np.ndarray, np.ndarray]:
-        """The received audio as floats in [-1, 1], and each sample's arrival time."""
+        """The received audio as floats in [-1, 1], and each sample's arrival time. Packets
+        are placed by their RTP timestamps (a late or lost packet leaves its time in place,
+        as silence); a new stream (SSRC, or a timestamp jump) continues where the last ended."""
         if not self.audio:
             return np.zeros(0), np.zeros(0)
-        pcm = np.concatenate([alaw_decode(p) for _at, p in self.audio])
-        times = np.concatenate([at + np.arange(len(p)) / 8000 for at, p in self.audio])
+        placed: list[tuple[int, float, bytes]] = []
+        pos, last_ssrc, last_ts = 0, None, 0
+        for at, ssrc, ts, payload in self.audio:
+            delta = (ts - last_ts) & 0xFFFFFFFF
+            if ssrc == last_ssrc and 0 < delta <= 8000:
+                pos += delta
+            elif placed:
+                pos += len(placed[-1][2])
+            placed.append((pos, at, payload))
+            last_ssrc, last_ts = ssrc, ts
+        end = max(p + len(payload) for p, _at, payload in placed)
+        pcm, times = np.zeros(end), np.zeros(end)
+        for p, at, payload in placed:
+            pcm[p:p + len(payload)] = alaw_decode(payload)
+            times[p:p + len(payload)] = at + np.arange(len(payload)) / 8000
+        # Samples no packet brought: their time from the neighbours.
+        missing = times == 0
+        if missing.any():
+            idx = np.arange(end)
+            times[missing] = np.interp(idx[missing], idx[~missing], times[~missing])
         return pcm, times
 
 
