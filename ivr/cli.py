@@ -420,3 +420,7 @@ register(main)
 
 if __name__ == "__main__":
     main()
+
+from ivr.cli_protection import register as register_protection  # noqa: E402
+
+register_protection(main)

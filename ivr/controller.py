@@ -84,7 +84,7 @@ class Controller:
         self.calls = CallService(
             CallStore(self.db), node=self.config.server.node_name, on_ended=self._call_ended
         )
-        self.finaliser = RecordingFinaliser(self.calls)
+        self.finaliser = RecordingFinaliser(self.calls, prompts_dir=self.config.prompts_dir)
         self.audit = AuditStore(self.db)
         self.tokens = TokenService(TokenStore(self.db), self.audit)
         self.settings = SettingsService(SettingsStore(self.db), self.audit, self.known_names)

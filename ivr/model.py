@@ -28,6 +28,7 @@ class Disposition(StrEnum):
     OVERFLOW = "overflow"
     HANGUP = "hangup"
     NOTICE_FAILED = "notice_failed"  # no notice could be played: hung up, no operator
+    REFUSED = "refused"  # an inbound restriction refused the caller: announcement, hang-up
 
 
 class Source(StrEnum):

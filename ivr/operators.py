@@ -34,8 +34,33 @@ class MemberState:
     in_call: bool
 
 
+# Operators are queue members as Local channels into [ivr-member] (asterisk/extensions.conf.j2),
+# which rings the phone with Dial() and its talk-time limit L(): Asterisk itself ends the call
+# at the limit, with the warning and closing sounds, whatever happens to the controller.
+# `/n`: without it the Local channel is optimised away and no limit sound plays (measured).
+# Device state (ringinuse, "In use") comes from the real phone through the state interface.
+MEMBER_CONTEXT = "ivr-member"
+
+
 def interface(operator: str) -> str:
+    return f"Local/{operator}@{MEMBER_CONTEXT}/n"
+
+
+def state_interface(operator: str) -> str:
     return f"PJSIP/{operator}"
+
+
+def legacy_interface(operator: str) -> str:
+    """How operators were members before the limits: the phone itself. Asterisk's astdb
+    (persistentmembers) may still hold such members; logout, pause and login handle them."""
+    return f"PJSIP/{operator}"
+
+
+def member_operator(name: str) -> str:
+    """The operator of a member interface or name: 'Local/op1001@ivr-member/n',
+    'PJSIP/op1001' or the MemberName 'op1001' -> 'op1001'."""
+    name = name.split("/", 1)[-1] if "/" in name else name
+    return name.split("@", 1)[0]
 
 
 def _ok(response: Any) -> bool:
@@ -89,12 +114,16 @@ class OperatorService:
             request = {"Queue": desk, "Interface": interface(operator)}
             if action == "login":
                 request |= {"Action": "QueueAdd", "MemberName": operator,
-                            "StateInterface": interface(operator), "Paused": "false"}
+                            "StateInterface": state_interface(operator), "Paused": "false"}
             else:
                 request |= {"Action": "QueueRemove"}
             response = await self.action(request, as_list=False)
             if not _ok(response) and harmless not in _message(response):
                 raise OperatorError(f"{action} at {desk} failed: {_message(response)}")
+            # A member left from before the Local members (astdb) would ring the phone
+            # without the limit, and twice: both login and logout remove it.
+            await self.action({"Action": "QueueRemove", "Queue": desk,
+                               "Interface": legacy_interface(operator)}, as_list=False)
             await self.calls.operator_action(operator, desk, action, by_whom=by_whom)
             done.append(desk)
         return done
@@ -103,10 +132,14 @@ class OperatorService:
                     by_whom: str = "cli") -> None:
         if operator not in self.operators:
             raise OperatorError(f"{operator!r} is not an operator in ivr.toml")
-        response = await self.action({
-            "Action": "QueuePause", "Interface": interface(operator),
-            "Paused": "true" if paused else "false", "Reason": reason,
-        }, as_list=False)
+        response = None
+        for member in (interface(operator), legacy_interface(operator)):
+            response = await self.action({
+                "Action": "QueuePause", "Interface": member,
+                "Paused": "true" if paused else "false", "Reason": reason,
+            }, as_list=False)
+            if _ok(response):
+                break
         if not _ok(response):
             raise OperatorError(f"{'pause' if paused else 'unpause'} failed: "
                                 f"{_message(response) or 'not logged in to any desk'}")
@@ -120,10 +153,10 @@ class OperatorService:
         for item in items:
             if item.get("Event") != "QueueMember":
                 continue
-            name = item.get("Name") or item.get("MemberName") or ""
+            name = item.get("Name") or item.get("MemberName") or item.get("Location") or ""
             out.append(MemberState(
                 desk=item.get("Queue", ""),
-                operator=name.split("/", 1)[-1],
+                operator=member_operator(name),
                 status=MEMBER_STATUS.get(item.get("Status", "0"), "unknown"),
                 paused=item.get("Paused") == "1",
                 pause_reason=item.get("PausedReason", ""),

@@ -53,8 +53,10 @@ def wav_facts(path: Path) -> RecordingFacts:
 
 
 class RecordingFinaliser:
-    def __init__(self, calls: CallService, *, close_timeout: float = 20.0):
+    def __init__(self, calls: CallService, *, close_timeout: float = 20.0,
+                 prompts_dir: Path | None = None):
         self.calls = calls
+        self.prompts_dir = prompts_dir
         self.close_timeout = close_timeout
         self._tasks: set[asyncio.Task] = set()
 
@@ -65,25 +67,53 @@ class RecordingFinaliser:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def rebuild_timeline(self, call_id: str, path: Path, deadline: float) -> None:
+    async def rebuild_timeline(self, call_id: str, path: Path,
+                               deadline: float) -> recording_timeline.Timeline | None:
         """Put the recording on the call's wall-clock timeline from the recorder's file
         (see ivr.recording_timeline), once the recorder has stopped writing; MixMonitor's
         files stay if there is none or it cannot be used."""
         loop = asyncio.get_running_loop()
         raw = await asyncio.to_thread(recording_timeline.find_timeline, path)
         if raw is None:
-            return
+            return None
         while not await asyncio.to_thread(recording_timeline.is_settled, raw):
             if loop.time() > deadline:
                 log.error("event=recording_problem call_id=%s path=%s problem=%s",
                           call_id, raw, "recorder still writing")
-                return
+                return None
             await asyncio.sleep(0.2)
         try:
-            await asyncio.to_thread(recording_timeline.rebuild, path)
+            return await asyncio.to_thread(recording_timeline.rebuild, path)
         except (OSError, ValueError) as err:
             log.error("event=recording_problem call_id=%s path=%s problem=%s",
                       call_id, raw, f"timeline not rebuilt: {err}")
+            return None
+
+    async def mix_announcements(self, call_id: str, path: Path, zero: float | None) -> None:
+        """Announcements heard but not recorded by Asterisk (Dial's talk-limit warning: its
+        sound reaches the caller through the member's Local channel and is missing from the
+        caller's MixMonitor/ChanSpy legs, measured) are mixed in from the prompt file at the
+        time Asterisk reported (the announcement event), in what the caller heard (-tx) and
+        the mixed file. zero: the recording's 0 s on the epoch clock."""
+        if self.prompts_dir is None:
+            return
+        record = await self.calls.get(call_id)
+        if zero is None:
+            zero = record.started_at if record is not None else None
+        if zero is None:
+            return
+        for event in await self.calls.events(call_id):
+            data = event.get("data") or {}
+            if event["kind"] != "announcement" or not data.get("mix"):
+                continue
+            prompt = str(data.get("prompt") or "")
+            wav = self.prompts_dir / f"{prompt}.wav"
+            try:
+                await asyncio.to_thread(recording_timeline.mix_in, path, wav,
+                                        event["at"] - zero)
+            except (OSError, ValueError) as err:
+                log.error("event=recording_problem call_id=%s path=%s problem=%s",
+                          call_id, path, f"announcement {prompt} not mixed in: {err}")
 
     async def finalise(self, call_id: str, path: Path) -> RecordingFacts | None:
         deadline = asyncio.get_running_loop().time() + self.close_timeout
@@ -96,7 +126,9 @@ class RecordingFinaliser:
                 await self.calls.recording_missing(call_id, str(path), problem)
                 return None
             await asyncio.sleep(0.2)
-        await self.rebuild_timeline(call_id, path, deadline)
+        timeline = await self.rebuild_timeline(call_id, path, deadline)
+        await self.mix_announcements(call_id, path,
+                                     timeline.answered_at if timeline is not None else None)
         facts = await asyncio.to_thread(wav_facts, path)
         await self.calls.recording_finalised(call_id, facts.duration, facts.sha256)
         return facts

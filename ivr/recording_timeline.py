@@ -132,3 +132,35 @@ def rebuild(recording: Path, *, keep_raw: bool = False) -> Timeline | None:
     log.info("event=recording_timeline path=%s seconds=%.3f lead=%.3f",
              recording, len(said) / RATE, timeline.lead)
     return timeline
+
+
+def _read_mono(path: Path) -> np.ndarray:
+    with wave.open(str(path), "rb") as w:
+        if w.getnchannels() != 1 or w.getsampwidth() != 2 or w.getframerate() != RATE:
+            raise ValueError(f"{path}: not 8 kHz 16-bit mono")
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+
+
+def mix_in(recording: Path, prompt: Path, offset: float) -> bool:
+    """Add a prompt the caller heard at `offset` seconds into the recording (the mixed file
+    and the -tx leg, what the caller heard), saturating; False when it falls outside."""
+    sound = _read_mono(prompt)
+    start = round(offset * RATE)
+    if start < 0:
+        return False
+    stem = recording.name.removesuffix(".wav")
+    done = False
+    for path in (recording, recording.with_name(f"{stem}-tx.wav")):
+        if not path.exists():
+            continue
+        track = _read_mono(path).copy()
+        if start >= len(track):
+            continue
+        end = min(len(track), start + len(sound))
+        track[start:end] = mix(track[start:end], sound[: end - start])
+        _write_wav(path, track)
+        done = True
+    if done:
+        log.info("event=announcement_mixed path=%s prompt=%s offset=%.3f",
+                 recording, prompt, offset)
+    return done

@@ -143,6 +143,17 @@ class CallService:
         if path is not None:
             await self.store.update(call_id, menu_path=" ".join(path))
 
+    async def protection_decided(self, call_id: str, *, action: str, rule: str | None,
+                                 flags: frozenset[str], repeat_count: int | None,
+                                 talk_limit: float | None, **detail: object) -> None:
+        """The inbound restriction's decision (ivr/protection/rules_inbound.py)."""
+        await self._event(call_id, "protection", action=action, rule=rule,
+                          flags=sorted(flags), repeat_count=repeat_count, **detail)
+        await self.store.update(call_id, rule=rule, flags=" ".join(sorted(flags)) or None,
+                                repeat_count=repeat_count)
+        if talk_limit is not None:
+            await self.store.update(call_id, talk_limit=talk_limit)
+
     async def disposed(self, call_id: str, disposition: Disposition, detail: str = "") -> None:
         await self._event(call_id, "disposition", disposition=disposition.value, detail=detail)
         await self.store.update(call_id, disposition=disposition.value)
@@ -214,6 +225,49 @@ class CallService:
         if self._on_ended is not None:
             self._on_ended(ended)
         return ended
+
+    # ---- call-time limits (ivr/protection/rules_limits.py, [ivr-member] in the dialplan) ----
+    async def talk_limit_set(self, call_id: str, desk: str, limit: float | None,
+                             warning: float, rule: str, warning_prompt: str = "",
+                             closing_prompt: str = "") -> None:
+        await self._event(call_id, "talk_limit_set", desk=desk, limit=limit, warning=warning,
+                          rule=rule, warning_prompt=warning_prompt,
+                          closing_prompt=closing_prompt)
+        await self.store.update(call_id, talk_limit=limit)
+
+    async def talk_limit_reached(self, call_id: str, operator: str, closing_prompt: str,
+                                 at: float | None = None) -> None:
+        """Dial's limit ended the talk; the caller hears the closing on their own channel
+        (recorded by MixMonitor itself). The warning Dial played is heard but not recorded:
+        its announcement event asks the finaliser to mix the prompt in at its time."""
+        at = await self._event(call_id, "talk_limit_reached", at, operator=operator)
+        await self.limit_warning_heard(call_id, until=at)
+        await self._event(call_id, "announcement", at, prompt=closing_prompt,
+                          purpose="talk_limit_closing", mix=False)
+
+    async def limit_warning_heard(self, call_id: str, until: float) -> None:
+        """If the talk lasted past the warning time, the warning was played at
+        connect (app_queue's AgentConnect, Asterisk's time) + limit - warning."""
+        record = await self.store.get(call_id)
+        events = await self.store.events(call_id)
+        if record is None or record.connected_at is None:
+            return
+        if any(e["kind"] == "announcement"
+               and (e.get("data") or {}).get("purpose") == "talk_limit_warning" for e in events):
+            return
+        limits = [e["data"] for e in events if e["kind"] == "talk_limit_set" and e.get("data")]
+        if not limits or not limits[-1].get("limit") or not limits[-1].get("warning"):
+            return
+        chosen = limits[-1]
+        warned_at = record.connected_at + chosen["limit"] - chosen["warning"]
+        if warned_at < until:
+            await self._event(call_id, "announcement", warned_at,
+                              prompt=chosen.get("warning_prompt") or "",
+                              purpose="talk_limit_warning", mix=True)
+
+    async def ivr_time_cap(self, call_id: str, seconds: float,
+                           at: float | None = None) -> None:
+        await self._event(call_id, "ivr_time_cap", at, seconds=seconds)
 
     async def adopt(self, call_id: str, *, caller: str | None, did: str | None,
                     recording_path: str | None, started_at: float | None = None,

@@ -13,6 +13,7 @@ from ivr.agi import variables as var
 from ivr.agi.context import HandlerContext
 from ivr.agi.desk import queue_to_desk
 from ivr.agi.notice import NoticeFailed, end_without_notice, play_notice
+from ivr.agi.protect import LET_THROUGH, decide_call
 from ivr.agi.protocol import AgiChannel, AgiHangup
 from ivr.journey import MAX_MENU_STEPS, Journey, Menu, Route
 from ivr.model import Disposition, Source
@@ -39,6 +40,7 @@ class InboundCall:
         # how long one caller can hold an IVR channel.
         self.steps = 0
         self.menu_path: list[str] = []
+        self.decision = LET_THROUGH  # the inbound restriction's (ivr/agi/protect.py)
 
     # ---- media ----
     async def play(self, prompt: str, purpose: str, *, interruptible: bool = False) -> str | None:
@@ -69,18 +71,25 @@ class InboundCall:
 
     # ---- the journey ----
     async def run(self) -> None:
+        found = self.journey.entry_for(self.did) if self.journey is not None else None
+        if found is not None:
+            await self.calls.entry_chosen(self.call_id, found[0], found[1].language)
+            await self.set_language(found[1].language)
+        # Restrictions before anything else is played: a refused caller hears only why.
+        self.decision = await decide_call(self.agi, self.ctx, self.call_id,
+                                          found[0] if found else None)
+        if self.decision.action == "refuse":
+            await self.refuse()
+            return
         if self.journey is None:
             await self.ensure_notice()
             await self.to_desk(self.ctx.default_desk, reason="no journey loaded")
             return
-        found = self.journey.entry_for(self.did)
         if found is None:
             await self.ensure_notice()
             await self.to_desk(self.ctx.default_desk, reason=f"no entry for {self.did}")
             return
-        name, entry = found
-        await self.calls.entry_chosen(self.call_id, name, entry.language)
-        await self.set_language(entry.language)
+        entry = found[1]
         self.entry_notice = entry.notice
         self.notice_languages = entry.notice_langs
         # Should the controller fail during the notice, the fail-safe replays it in these.
@@ -154,11 +163,24 @@ class InboundCall:
             raise AgiHangup("caller hung up while the menu waited for a key")
         return chr(digit.value) if digit.value > 0 else None
 
+    async def refuse(self) -> None:
+        """On the caller's own channel, so the refusal is in the recording; then hang up."""
+        assert self.decision.prompt is not None
+        await self.play(self.decision.prompt, f"refusal {self.decision.rule}")
+        await self.calls.disposed(self.call_id, Disposition.REFUSED, self.decision.rule or "")
+        await self.agi.set_variable(var.ACTION, var.ACTION_REFUSED)
+
     async def to_desk(self, name: str, *, reason: str) -> None:
+        if self.decision.desk and self.decision.desk != name:
+            # A withheld setting's desk or the repeat supervisor step: instead of the journey's.
+            reason = f"{self.decision.rule}: instead of {name} ({reason})"
+            name = self.decision.desk
         desk = self.journey.desks.get(name) if self.journey is not None else None
         await self.ensure_notice(desk.notice if desk else None)
         await self.calls.disposed(self.call_id, Disposition.QUEUED, name)
-        await queue_to_desk(self.agi, self.calls, self.call_id, name, desk, reason)
+        await queue_to_desk(self.agi, self.calls, self.call_id, name, desk, reason,
+                            self.decision.protection,
+                            limits=self.ctx.protection().limits)
 
     async def hang_up(self) -> None:
         await self.agi.set_variable(var.ACTION, var.ACTION_HANGUP)

@@ -51,7 +51,8 @@ async def handle(agi: AgiChannel, ctx: HandlerContext) -> None:
                 return
         await agi.set_variable(var.OVERFLOWS, str(hops + 1))
         await queue_to_desk(agi, ctx.calls, call_id, route.desk, target,
-                            reason=f"overflow from {desk} ({status})")
+                            reason=f"overflow from {desk} ({status})",
+                            limits=ctx.protection().limits)
         return
     await ctx.calls.disposed(call_id, Disposition.OVERFLOW, route.describe())
     if route.message:

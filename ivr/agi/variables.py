@@ -18,6 +18,7 @@ FAILSAFE_DONE = "IVR_FAILSAFE_DONE"
 # Values of ACTION the dialplan's [ivr-action] context knows.
 ACTION_QUEUE = "queue"
 ACTION_HANGUP = "hangup"
+ACTION_REFUSED = "refused"  # hang up after a short guard: the refusal's last frames arrive
 ACTION_FAILSAFE = "missing"
 ACTION_NOTICE_FAILED = "notice_failed"  # not even the fallback notice played: hang up
 
@@ -28,3 +29,10 @@ RING_PREFIX = "IVR_RING_PREFIX"  # "[R3]" before the caller name on the operator
 ALERT_INFO = "IVR_ALERT_INFO"  # Alert-Info header to the operator's phone ("" = none)
 TALK_LIMIT = "IVR_TALK_LIMIT"  # talk-time limit in milliseconds ("" = none)
 TALK_WARNING = "IVR_TALK_WARNING"  # the warning this many milliseconds before the limit
+PRIVACY = "IVR_PRIVACY"  # the trunk INVITE's Privacy header, filtered ([from-trunk])
+# Call-time limits (asterisk/extensions.conf.j2 [ivr-member], [ivr-limit-closing]); the globals
+# of the same names are the default desk's, for the fail-safe path.
+TALK_WARN_OPERATOR = "IVR_TALK_WARN_OPERATOR"  # "1": the operator hears the warning too
+TALK_WARNING_PROMPT = "IVR_TALK_WARNING_PROMPT"  # prompt names under <prompts>/<lang>/
+TALK_CLOSING_PROMPT = "IVR_TALK_CLOSING_PROMPT"
+LIMIT_LANG = "IVR_LIMIT_LANG"  # the language of the warning and closing prompts

@@ -12,8 +12,11 @@ log = logging.getLogger("ivr.ami")
 
 
 def _endpoint(interface: str) -> str:
-    """'PJSIP/op1001' or 'PJSIP/op1001-0000002a' -> 'op1001'."""
+    """'PJSIP/op1001', 'PJSIP/op1001-0000002a' or the queue member
+    'Local/op1001@ivr-member/n' (channel 'Local/op1001@ivr-member-0000001f;1') -> 'op1001'."""
     name = interface.split("/", 1)[-1]
+    if interface.startswith("Local/"):
+        return name.split("@", 1)[0]
     head, sep, tail = name.rpartition("-")
     if sep and len(tail) == 8 and all(c in "0123456789abcdef" for c in tail):
         return head
@@ -141,7 +144,10 @@ class HangupSource:
         'dialplan/builtin', or no source at all)."""
         if self.source and self.source == self.channel:
             return "caller"
-        if self.source.startswith("PJSIP/"):
+        # The operator's phone, or the queue member's Local channel when the phone hung up
+        # and [ivr-member] ended (Local/op1001@ivr-member-0000001f;1).
+        if self.source.startswith("PJSIP/") or (
+                self.source.startswith("Local/") and "@ivr-member-" in self.source):
             return "operator"
         return "system"
 
@@ -165,10 +171,33 @@ FEATURE_EVENTS = frozenset({"flag", "notice", "notice_end", "escalate", "end_and
                             "end_and_refuse_withheld"})
 
 
+@dataclass(frozen=True)
+class TalkLimitReached:
+    """UserEvent IvrTalkLimit from [ivr-limit-closing], on the caller's channel: Dial's
+    talk-time limit ended the conversation; the closing announcement plays now."""
+
+    call_id: str
+    operator: str
+    prompt: str
+    at: float | None = None
+
+
+@dataclass(frozen=True)
+class IvrTimeCap:
+    """UserEvent IvrTimeCap from [ivr-cap-reached]: the caller spent the most time allowed
+    in menus and queues; goodbye and hang-up."""
+
+    call_id: str
+    seconds: float
+    at: float | None = None
+
+
 AmiEvent = (
     FeatureUsed
     | CallStart
     | HangupSource
+    | TalkLimitReached
+    | IvrTimeCap
     | Failsafe
     | NoticeFallback
     | NoticeFailed
@@ -229,6 +258,12 @@ def _user_event(kind: str, msg: Mapping[str, Any]) -> AmiEvent | None:
     if kind == "IvrHangup":
         # Channel and hangup source are Asterisk's own channel names, never caller text.
         return HangupSource(call_id, get("Channel"), get("Source"))
+    if kind == "IvrTalkLimit":
+        # End: "limit <operator> <answered ms>" from [ivr-member] (operator names filtered).
+        parts = get("End").split()
+        return TalkLimitReached(call_id, parts[1] if len(parts) > 1 else "", get("Prompt"))
+    if kind == "IvrTimeCap":
+        return IvrTimeCap(call_id, float(_int(get("Seconds"))))
     if kind == "IvrQueueResult":
         return QueueResult(call_id, get("Queue"), get("Status"))
     return None

@@ -7,6 +7,7 @@ Asterisk's own timestamps, which become the times in the call record.
 from __future__ import annotations
 
 import logging
+import time
 
 from ivr.ami import events as ev
 from ivr.model import Disposition, Source
@@ -59,6 +60,13 @@ class CallTracker:
             case ev.AgentComplete(call_id=call_id, operator=operator, reason=reason, at=at):
                 if await self.calls.is_known(call_id):
                     await self.calls.conversation_ended(call_id, operator, reason, at)
+                    await self.calls.limit_warning_heard(call_id, until=at or time.time())
+            case ev.TalkLimitReached(call_id=call_id, operator=operator, prompt=prompt, at=at):
+                if await self.calls.is_known(call_id):
+                    await self.calls.talk_limit_reached(call_id, operator, prompt, at)
+            case ev.IvrTimeCap(call_id=call_id, seconds=seconds, at=at):
+                if await self.calls.is_known(call_id):
+                    await self.calls.ivr_time_cap(call_id, seconds, at)
             case ev.QueueCallerAbandon(call_id=call_id, hold_time=hold, at=at):
                 if await self.calls.is_known(call_id):
                     await self.calls.queue_abandoned(call_id, hold, at)

@@ -16,6 +16,7 @@ from ivr.config import Config
 from ivr.credentials import Secrets
 from ivr.journey import Desk, Journey
 from ivr.notice import failsafe_notice_languages, fallback_path
+from ivr.protection.rules_limits import talk_limit
 from ivr.protection.settings import load_settings_file
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "asterisk"
@@ -154,6 +155,22 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
         "desks": desk_context(journey, desk.default),
         # Operator feature codes: protection.yaml's `features`, checked like the rest of it.
         "feature_codes": load_settings_file(config.protection_file).features.applicationmap(),
+        **limit_globals(config),
+    }
+
+
+def limit_globals(config: Config) -> dict:
+    """The fail-safe's call-time limits: the default desk's (protection.yaml, limits); the
+    controller sets each call's own. A bad file fails the render (SettingsError)."""
+    limits = load_settings_file(config.protection_file).limits
+    chosen = talk_limit(limits, config.desk.default)
+    return {
+        "talk_limit_ms": chosen.limit_ms,
+        "talk_warning_ms": chosen.warning_ms,
+        "talk_warn_operator": chosen.warn_operator,
+        "talk_warning_prompt": chosen.warning_prompt,
+        "talk_closing_prompt": chosen.closing_prompt,
+        "max_ivr_seconds": f"{limits.max_ivr_time:g}" if limits.max_ivr_time else 0,
     }
 
 

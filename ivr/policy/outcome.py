@@ -21,14 +21,14 @@ OVERFLOW_STATUSES = frozenset(
 # Dispositions where the controller, not a person, ended the call.
 SYSTEM_ENDINGS = frozenset(
     {Disposition.CLOSED, Disposition.MESSAGE, Disposition.HANGUP, Disposition.OVERFLOW,
-     Disposition.NOTICE_FAILED}
+     Disposition.NOTICE_FAILED, Disposition.REFUSED}
 )
 
 
 @dataclass(frozen=True)
 class Ending:
     outcome: Outcome
-    hangup_by: str  # caller | operator | system
+    hangup_by: str  # caller | operator | system | limit (talk-time) | ivr_cap
 
 
 def _ordered(events: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -45,6 +45,8 @@ def decide_outcome(
         return Outcome.ANSWERED
     if disposition == Disposition.NOTICE_FAILED:
         return Outcome.FAILED
+    if disposition == Disposition.REFUSED:
+        return Outcome.REFUSED
     if disposition == Disposition.CLOSED:
         return Outcome.CLOSED_HOURS
     if disposition == Disposition.OVERFLOW:
@@ -87,6 +89,11 @@ def decide_hangup_by(
         if event["kind"] == "end_and_refuse":
             # The operator's feature code: the dialplan hung up on their word.
             return "operator"
+        # The dialplan ended the call because of a limit ([ivr-limit-closing], [ivr-cap]).
+        if event["kind"] == "talk_limit_reached":
+            return "limit"
+        if event["kind"] == "ivr_time_cap":
+            return "ivr_cap"
         if event["kind"] == "hangup_source":
             source = data.get("side")
         elif event["kind"] == "conversation_ended":

@@ -34,9 +34,9 @@ class Actor:
     origin: str = "cli"
 
 
-def parse_expiry(text: str | None, now: float, tz: str = "Asia/Tokyo") -> float | None:
-    """`30d`, `12h`, `90m`, `2w` from now, or a date `2026-12-31` (its end, local time) or
-    an ISO date-time; None/empty: never expires."""
+def parse_expiry(text: str | None, now: float, tz: str | None = None) -> float | None:
+    """`30d`, `12h`, `90m`, `2w` from now, or a date `2026-12-31` (through that day) or an
+    ISO date-time, in `tz` (None: the machine's local time zone); None/empty: never."""
     if text is None or not text.strip():
         return None
     value = text.strip()
@@ -51,7 +51,7 @@ def parse_expiry(text: str | None, now: float, tz: str = "Asia/Tokyo") -> float 
     if at.tzinfo is None:
         if len(value) == 10:  # a date alone: blocked through that whole day
             at = at + timedelta(days=1)
-        at = at.replace(tzinfo=ZoneInfo(tz))
+        at = at.replace(tzinfo=ZoneInfo(tz)) if tz else at.astimezone()
     return at.timestamp()
 
 

@@ -59,7 +59,7 @@ UPDATABLE = frozenset(
         "rule",
         "flags",
         "repeat_count",
-        "talk_limit",
+        "talk_limit",  # seconds: the call-time limit that applied (ivr/agi/desk.py)
     }
 )
 

@@ -7,17 +7,23 @@ from __future__ import annotations
 from xml.sax.saxutils import escape
 
 _HEADERS = """Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "[field0]" <sip:[field0]@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
+      From: {from_}
       To: <sip:[service]@[remote_ip]:[remote_port]>{peer_tag}
       Call-ID: [call_id]
       CSeq: {cseq}
       Contact: sip:[field0]@[local_ip]:[local_port]
       Max-Forwards: 70"""
 
-_INVITE = """  <send retrans="500">
+# The caller's number is the From user and display name (an -inf CSV field).
+DEFAULT_FROM = '"[field0]" <sip:[field0]@[local_ip]:[local_port]>'
+
+
+def _invite(from_: str, extra: str) -> str:
+    return """  <send retrans="500">
     <![CDATA[
       INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      """ + _HEADERS.format(peer_tag="", cseq="1 INVITE") + """
+      """ + _HEADERS.format(from_=from_ + ";tag=[pid]SIPpTag09[call_number]", peer_tag="",
+                            cseq="1 INVITE") + extra + """
       Content-Type: application/sdp
       Content-Length: [len]
 
@@ -40,21 +46,26 @@ _INVITE = """  <send retrans="500">
   <send>
     <![CDATA[
       ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      """ + _HEADERS.format(peer_tag="[peer_tag_param]", cseq="1 ACK") + """
+      """ + _HEADERS.format(from_=from_ + ";tag=[pid]SIPpTag09[call_number]",
+                            peer_tag="[peer_tag_param]", cseq="1 ACK") + """
       Content-Length: 0
     ]]>
   </send>
 """
 
-_BYE = """  <send retrans="500">
+
+def _bye(from_: str) -> str:
+    return """  <send retrans="500">
     <![CDATA[
       BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      """ + _HEADERS.format(peer_tag="[peer_tag_param]", cseq="2 BYE") + """
+      """ + _HEADERS.format(from_=from_ + ";tag=[pid]SIPpTag09[call_number]",
+                            peer_tag="[peer_tag_param]", cseq="2 BYE") + """
       Content-Length: 0
     ]]>
   </send>
   <recv response="200"/>
 """
+
 
 _ANSWER_BYE = """  <send>
     <![CDATA[
@@ -71,23 +82,29 @@ _ANSWER_BYE = """  <send>
 
 
 def caller_scenario(*, pcap: str, hangup_after: float | None = None,
-                    accept_bye: bool = False) -> str:
+                    accept_bye: bool = False, from_: str = DEFAULT_FROM,
+                    headers: tuple[str, ...] = ()) -> str:
     """The caller's RTP (with its key presses) is one pcap (see rtp.py) played from the
     answer on. hangup_after: seconds after the answer the caller hangs up; None means the
     caller stays on the line until Asterisk hangs up. accept_bye: with hangup_after, a BYE
     from the server before then ends the call normally (closed hours, a message) instead of
-    aborting it as unexpected."""
-    body = [_INVITE, f'  <nop><action><exec play_pcap_audio="{escape(pcap)}"/></action></nop>\n']
+    aborting it as unexpected. from_: the From header without its tag (a carrier's withheld
+    caller: '"Anonymous" <sip:anonymous@anonymous.invalid>'); headers: extra INVITE header
+    lines ("Privacy: id")."""
+    assert all("]]>" not in h and "\n" not in h for h in (from_, *headers))  # inside CDATA
+    extra = "".join(f"\n      {h}" for h in headers)
+    body = [_invite(from_, extra),
+            f'  <nop><action><exec play_pcap_audio="{escape(pcap)}"/></action></nop>\n']
     if hangup_after is not None and accept_bye:
         ms = round(hangup_after * 1000)
         body.append(f'  <recv request="BYE" timeout="{ms}" ontimeout="caller_hangs_up"/>\n')
         body.append(_ANSWER_BYE)
         body.append('  <nop next="done"/>\n  <label id="caller_hangs_up"/>\n')
-        body.append(_BYE)
+        body.append(_bye(from_))
         body.append('  <label id="done"/>\n')
     elif hangup_after is not None:
         body.append(f'  <pause milliseconds="{round(hangup_after * 1000)}"/>\n')
-        body.append(_BYE)
+        body.append(_bye(from_))
     else:
         body.append('  <recv request="BYE"/>\n')
         body.append(_ANSWER_BYE)

@@ -397,10 +397,13 @@ dir = "{self.journey_dir}"
         keys: list[tuple[float, str]] | None = None,
         accept_bye: bool = False,
         pcap: Callable[[Path], object] | None = None,
+        from_: str | None = None,
+        headers: tuple[str, ...] = (),
     ) -> SippPeer:
         """A customer call; hangup_after=None waits for Asterisk to hang up; accept_bye lets
         Asterisk hang up before hangup_after (as deploy/try-call.sh does). pcap writes the
-        caller's RTP to the given path (default: continuous speech with the keys)."""
+        caller's RTP to the given path (default: continuous speech with the keys). from_ and
+        headers: another From (display name, withheld user) and extra INVITE headers."""
         workdir = self.root / f"sipp-caller-{len(self.peers)}"
         workdir.mkdir(parents=True, exist_ok=True)
         csv = workdir / "callers.csv"
@@ -412,7 +415,8 @@ dir = "{self.journey_dir}"
             caller_pcap(workdir / "caller.pcap", hangup_after or 240.0, keys)
         scenario = workdir / "caller.xml"
         scenario.write_text(caller_scenario(pcap="caller.pcap", hangup_after=hangup_after,
-                                            accept_bye=accept_bye))
+                                            accept_bye=accept_bye, headers=headers,
+                                            **({"from_": from_} if from_ else {})))
         peer = SippPeer(
             workdir,
             [f"127.0.0.1:{self.ports['sip']}", "-sf", str(scenario), "-s", did,

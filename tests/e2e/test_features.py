@@ -21,7 +21,7 @@ from ivr.audio.wav import read_wav
 from tests.e2e.conftest import make_stack
 from tests.e2e.journey_helpers import seconds, ts
 from tests.e2e.rtp import caller_pcap
-from tests.e2e.sniff import RtpCapture, dtmf_tones
+from tests.e2e.rtp_capture import RtpCapture, dtmf_tones
 from tests.e2e.stack import SippPeer, Stack, wait_until
 from tests.e2e.xcorr import bye_at, find
 

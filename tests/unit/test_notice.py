@@ -338,7 +338,8 @@ async def test_cdr_import_reads_notice_failure_and_old_rows(service, tmp_path):
 FUNCTION_MODULES = {"CALLERID": "func_callerid", "CDR": "func_cdr", "CSV_QUOTE": "func_strings",
                     "CUT": "func_cut", "IF": "func_logic", "STRFTIME": "func_strings",
                     "CHANNEL": "func_channel", "LOCAL": "app_stack", "FILTER": "func_strings",
-                    "URIENCODE": "func_uri", "LEN": "func_strings"}
+                    "URIENCODE": "func_uri", "SHARED": "func_global", "LEN": "func_strings",
+                    "PJSIP_HEADER": "res_pjsip_header_funcs"}
 
 
 def test_every_dialplan_function_is_loaded():
