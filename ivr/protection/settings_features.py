@@ -64,7 +64,10 @@ class FeatureSettings(BaseModel):
     def unknown_names(self, *, desks: set[str] | None, entries: set[str] | None,
                       operators: set[str] | None) -> list[str]:
         """Desks, entries and operators this section names that do not exist."""
-        if desks is not None and self.supervisor_desk not in desks:
+        # The default desk is only checked when named: a journey without a supervisor desk
+        # may still use the other codes (escalate then finds no desk: goodbye, hang-up).
+        named = "supervisor_desk" in self.model_fields_set
+        if named and desks is not None and self.supervisor_desk not in desks:
             return [f"features.supervisor_desk: no desk named {self.supervisor_desk!r}"]
         return []
 
