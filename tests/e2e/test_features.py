@@ -71,6 +71,9 @@ def feature_call(stack: Stack, operator: str, number: str, keys: list[tuple[floa
     or earlier if Asterisk sends a BYE."""
     stack.login(operator, "support")
     try:
+        running = stack.phones.pop(operator, None)  # a phone pressing another call's keys
+        if running is not None:
+            running.stop()
         phone = stack.operator(operator, pcap=lambda p: caller_pcap(p, 90.0, keys))
         wait_s = seconds(stack, "welcome") + seconds(stack, "notice") + 2.0
         caller = stack.caller(number, DID, hangup_after=wait_s + talk, accept_bye=True)
