@@ -246,6 +246,18 @@ def test_end_and_refuse_closes_ends_and_blocks(stack):
         audit = db.execute("SELECT actor, role, action, target FROM audit_log "
                            "WHERE action = 'block.add'").fetchall()
     assert ("op1001", "operator", "block.add", f"block:{row['id']}") in audit, audit
+    # A later call from the number is refused by the inbound check; no operator rings.
+    stack.login("op1003", "support")
+    try:
+        again = stack.caller(number, DID, hangup_after=60.0, accept_bye=True)
+        assert again.wait(120).returncode == 0, again.workdir
+    finally:
+        stack.ivr("operators", "logout", "op1003", "--desk", "support")
+    refused = stack.call_record(lambda c: c["caller"] == number and c["outcome"] == "refused",
+                                timeout=60, what=f"refused record of {number}")
+    assert refused["rule"] == f"block:{row['id']}", refused
+    assert [w for _t, w, _b in again.messages() if "received" in w and "| BYE " in w]
+    assert not stack.phones["op1003"].invites_received(since=again.started_at, caller=number)
     print("FEATURE-END " + json.dumps({"closing_heard_after_answer": round(heard_at - answered,
                                                                            3),
                                        "bye_after_closing_start": round(byes[0][0] - heard_at,
