@@ -167,6 +167,8 @@ def test_flag_marks_the_call_and_the_caller_hears_no_digits(stack):
     assert flagged and flagged[0]["data"]["operator"] == "op1001", record["events"]
     # Asterisk's time of the UserEvent: after the second digit left the phone.
     assert answered + PRESS_AT < float(flagged[0]["at"]) < answered + PRESS_AT + 3, flagged
+    print("FEATURE-FLAG " + json.dumps({"event_after_second_digit": round(
+        float(flagged[0]["at"]) - (answered + PRESS_AT + 0.6), 3)}))
     assert metric(stack, 'ivr_operator_features_total{feature="flag"}') >= 1
     assert "kind=harassment_flag" in stack.controller_log()
 
@@ -198,6 +200,8 @@ def test_escalate_moves_the_caller_to_the_supervisor_desk(stack):
     rang = supervisor.invites_received(since=answered, caller="0355550103")
     assert rang, "the supervisor's phone never rang"
     assert answered + PRESS_AT < rang[0] < answered + PRESS_AT + 5, (answered, rang)
+    print("FEATURE-ESCALATE " + json.dumps({"supervisor_invite_after_second_digit": round(
+        rang[0] - (answered + PRESS_AT + 0.6), 3)}))
     escalated = events(record, "escalated")
     assert escalated and escalated[0]["data"]["desk"] == "supervisor", record["events"]
     assert escalated[0]["data"]["operator"] == "op1003"
@@ -248,6 +252,7 @@ def test_end_and_refuse_closes_ends_and_blocks(stack):
     assert ("op1001", "operator", "block.add", f"block:{row['id']}") in audit, audit
     # A later call from the number is refused by the inbound check; no operator rings.
     stack.login("op1003", "support")
+    watcher = stack.operator("op1003")  # a phone that would answer, were it rung
     try:
         again = stack.caller(number, DID, hangup_after=60.0, accept_bye=True)
         assert again.wait(120).returncode == 0, again.workdir
@@ -257,7 +262,7 @@ def test_end_and_refuse_closes_ends_and_blocks(stack):
                                 timeout=60, what=f"refused record of {number}")
     assert refused["rule"] == f"block:{row['id']}", refused
     assert [w for _t, w, _b in again.messages() if "received" in w and "| BYE " in w]
-    assert not stack.phones["op1003"].invites_received(since=again.started_at, caller=number)
+    assert not watcher.invites_received(since=again.started_at, caller=number)
     print("FEATURE-END " + json.dumps({"closing_heard_after_answer": round(heard_at - answered,
                                                                            3),
                                        "bye_after_closing_start": round(byes[0][0] - heard_at,
