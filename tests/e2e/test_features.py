@@ -279,3 +279,25 @@ def test_end_and_refuse_on_a_withheld_caller_only_tells_the_operator(stack):
     impossible = events(record, "block_impossible")
     assert impossible and impossible[0]["data"]["reason"] == "withheld number", record
     assert not events(record, "blocked")
+
+
+def test_changed_codes_apply_after_a_reload_and_bad_ones_are_refused(stack):
+    """Asterisk's own view (`features show`) before and after `ivr reload`; no restart."""
+    def flag_line() -> str:
+        return next((line for line in stack.cli("features show").splitlines()
+                     if "ivr_flag" in line), "")
+
+    settings = stack.root / "protection.yaml"
+    assert "*1" in flag_line(), stack.cli("features show")
+    try:
+        settings.write_text("features:\n  codes: {flag: '#4'}\n")
+        assert "reloaded" in stack.ivr("reload").stdout
+        assert "#4" in flag_line() and "*1" not in flag_line(), flag_line()
+        settings.write_text("features:\n  codes: {flag: '*2'}\n")  # the notice's code
+        refused = stack.ivr("reload", check=False)
+        assert refused.returncode != 0 and "features.codes" in refused.stderr, refused
+        assert "#4" in flag_line(), flag_line()  # what is in service stays
+    finally:
+        settings.unlink(missing_ok=True)
+        stack.ivr("reload")
+    assert "*1" in flag_line(), flag_line()
