@@ -48,10 +48,12 @@ class FeatureSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     codes: FeatureCodes = FeatureCodes()
-    # blind: the caller goes to the desk at once, the operator's leg ends. attended: the
-    # operator hears the supervisor desk ring and stays until someone answers (then hangs up
-    # to hand the caller over).
-    escalate_mode: Literal["blind", "attended"] = "blind"
+    # blind: the caller goes to the desk at once, the operator's leg ends. Attended (the
+    # operator stays until the supervisor answers) is not offered: AttendedTransfer() run
+    # from the feature code returned without effect here (measured, Asterisk 22.10: the
+    # queue bridge gives no transfer rights; Queue's t option would also hand the operator
+    # the built-in transfer codes).
+    escalate_mode: Literal["blind"] = "blind"
     supervisor_desk: str = Field(default="supervisor", pattern=NAME)
     # End and refuse: the block added for the caller's number.
     block_days: int = Field(default=30, ge=1, le=3650)
@@ -73,11 +75,8 @@ class FeatureSettings(BaseModel):
 
     def applicationmap(self) -> list[dict[str, str]]:
         """The features.conf [applicationmap] entries (see asterisk/features.conf.j2)."""
-        # Blind: the caller's own channel goes to the desk (BlindTransfer(exten,context)).
-        # Attended: AttendedTransfer(exten) reads the context from TRANSFER_CONTEXT.
-        escalate = (f"Gosub(ivr-feature-attended,s,1({self.supervisor_desk}))"
-                    if self.escalate_mode == "attended"
-                    else f"BlindTransfer({self.supervisor_desk},ivr-escalate)")
+        # The caller's own channel goes to the desk: one recording across the move.
+        escalate = f"BlindTransfer({self.supervisor_desk},ivr-escalate)"
         return [
             # Runs on the operator's side: the beep is for the operator only.
             {"name": "ivr_flag", "code": self.codes.flag, "on": "self",

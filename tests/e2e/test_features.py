@@ -301,3 +301,4 @@ def test_changed_codes_apply_after_a_reload_and_bad_ones_are_refused(stack):
         settings.unlink(missing_ok=True)
         stack.ivr("reload")
     assert "*1" in flag_line(), flag_line()
+

@@ -44,9 +44,6 @@ def test_default_codes_render_the_applicationmap():
     assert entries["ivr_notice"]["on"] == "peer"  # the caller's channel: recorded
     assert entries["ivr_end_refuse"]["app"] == "Gosub(ivr-feature-end,s,1(operator_closing))"
     assert entries["ivr_escalate"]["app"] == "BlindTransfer(supervisor,ivr-escalate)"
-    attended = FeatureSettings(escalate_mode="attended").applicationmap()
-    assert "ivr-feature-attended" in next(e["app"] for e in attended
-                                          if e["name"] == "ivr_escalate")
 
 
 @pytest.mark.parametrize("codes, field", [
@@ -64,7 +61,7 @@ def test_bad_codes_are_refused_naming_the_field(codes, field):
 
 
 def test_other_bad_values_name_their_field():
-    for doc, field in [({"escalate_mode": "warm"}, "features.escalate_mode"),
+    for doc, field in [({"escalate_mode": "attended"}, "features.escalate_mode"),
                        ({"block_days": 0}, "features.block_days"),
                        ({"closing_prompt": "../etc/x"}, "features.closing_prompt"),
                        ({"supervisor_desk": "Boss Desk"}, "features.supervisor_desk")]:
