@@ -79,10 +79,13 @@ def setup(config_path: str) -> None:
 
 def _prepare_or_exit(config: Config):
     from ivr.audio.prompts import PromptEngineError
+    from ivr.cli_admin import check_protection
     from ivr.setup import prepare
 
     try:
-        return prepare(config)
+        prepared = prepare(config)
+        check_protection(config, prepared.journey)  # protection.yaml, before anything starts
+        return prepared
     except PromptEngineError as exc:
         click.echo(f"set-up error: {exc}", err=True)
         sys.exit(3)
@@ -145,8 +148,6 @@ async def _serve(config: Config, prepared, with_asterisk: bool) -> None:
             raise click.ClickException(
                 f"cannot start: {exc}; is another ivr running?"
             ) from exc
-        except ValueError as exc:  # protection.yaml refused (SettingsError)
-            raise click.ClickException(f"configuration error:\n{exc}") from exc
         config.pid_path.write_text(f"{os.getpid()}\n")
         log.info("event=ready pid=%d agi=%s:%d web=http://%s:%d sip=%s:%d",
                  os.getpid(), config.agi.bind, controller.agi.port, config.web.bind,
@@ -207,7 +208,7 @@ async def _recent(config: Config, limit: int, with_events: bool) -> list[dict]:
 @config_option
 @click.option("--wait", default=15.0, show_default=True, help="Seconds to wait for the result.")
 def reload(config_path: str, wait: float) -> None:
-    """Apply changed dialplan/ files to the running server, for the next calls.
+    """Apply changed dialplan/ files and protection.yaml to the running server.
 
     The files are checked here first; a bad journey is refused and the one in service stays.
     Calls in progress are not touched.
@@ -218,7 +219,8 @@ def reload(config_path: str, wait: float) -> None:
 
     config = _load(config_path)
     try:
-        load_current_journey(config)
+        from ivr.cli_admin import check_protection
+        check_protection(config, load_current_journey(config))
     except ValueError as exc:
         click.echo(f"reload refused, the running journey stays:\n{exc}", err=True)
         sys.exit(2)

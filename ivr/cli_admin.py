@@ -44,10 +44,14 @@ def _with_services(config_path: str, work: Callable[[Any], Awaitable[T]]) -> T:
     """Open the store, build the services as the server does, run `work(services)`; a bad
     input (AdminError) is one line on stderr and exit 2."""
     from ivr.cli import _load
-    from ivr.protection.admin_errors import AdminError
+    from ivr.protection.errors import ProtectionError
+    from ivr.protection.service_blocks import BlockService
+    from ivr.protection.service_rules import RulesService
     from ivr.protection.service_settings import KnownNames, SettingsService
     from ivr.protection.service_tokens import TokenService
+    from ivr.protection.settings import load_settings_file
     from ivr.protection.store_audit import AuditStore
+    from ivr.protection.store_blocks import BlockStore
     from ivr.protection.store_settings import SettingsStore
     from ivr.protection.store_tokens import TokenStore
     from ivr.service import CallService
@@ -65,17 +69,21 @@ def _with_services(config_path: str, work: Callable[[Any], Awaitable[T]]) -> T:
     async def run() -> T:
         async with Database(config.database_url) as db:
             audit = AuditStore(db)
+            settings = SettingsService(SettingsStore(db), audit, known,
+                                       file=lambda: load_settings_file(config.protection_file))
+            await settings.refresh()
             services = AdminServices(
-                settings=SettingsService(SettingsStore(db), audit, known),
-                tokens=TokenService(TokenStore(db), audit), audit=audit,
-                calls=CallService(CallStore(db), node=config.server.node_name))
+                settings=settings, tokens=TokenService(TokenStore(db), audit), audit=audit,
+                calls=CallService(CallStore(db), node=config.server.node_name),
+                blocks=BlockService(BlockStore(db), audit,
+                                    country=settings.current().numbers.country_code),
+                rules_test=RulesService(db, settings.current, known).test)
             return await work(services)
 
     try:
         return asyncio.run(run())
-    except AdminError as exc:
-        where = f"{exc.field}: " if exc.field and not exc.message.startswith(exc.field) else ""
-        click.echo(f"refused: {where}{exc.message}", err=True)
+    except ProtectionError as exc:  # its message names the field
+        click.echo(f"refused: {exc}", err=True)
         sys.exit(2)
     except ValueError as exc:  # the journey itself is bad
         click.echo(f"configuration error:\n{exc}", err=True)
@@ -97,9 +105,12 @@ def settings_group() -> None:
 @config_option
 @click.argument("section", required=False)
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of YAML.")
-def settings_show(config_path: str, section: str | None, as_json: bool) -> None:
+@click.option("--version", "version_id", type=int, help="An earlier version (ivr settings "
+              "history).")
+def settings_show(config_path: str, section: str | None, as_json: bool,
+                  version_id: int | None) -> None:
     """The settings in force (or one SECTION): version, who made it, the document."""
-    shown = _with_services(config_path, lambda s: s.settings.show(section))
+    shown = _with_services(config_path, lambda s: s.settings.show(section, version_id))
     if as_json:
         click.echo(json.dumps(shown, ensure_ascii=False, indent=2))
         return
@@ -142,6 +153,16 @@ def settings_set(config_path: str, section: str, file, patch: bool) -> None:
         click.echo(f"settings version {result['version']}: {section} changed")
     else:
         click.echo(f"no change (version {result['version']} stays)")
+
+
+@settings_group.command("history")
+@config_option
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
+def settings_history(config_path: str, limit: int) -> None:
+    """The settings versions, newest first (the first line is in force)."""
+    for v in _with_services(config_path, lambda s: s.settings.history(limit)):
+        click.echo(f"{v['version']:>6}  {_time(v['at'])}  {v['source']:<5} {v['actor']:<16} "
+                   f"{v['sha256'][:12]}")
 
 
 @click.group("tokens")
@@ -197,7 +218,10 @@ def tokens_revoke(config_path: str, name: str) -> None:
 def audit_cmd(config_path: str, since: str | None, limit: int, as_json: bool) -> None:
     """The audit log, newest first: who changed what, before and after, when, from where."""
     start = _since(since)
-    rows = _with_services(config_path, lambda s: s.audit.list(since=start, limit=limit))
+    async def work(s):
+        return [r.as_dict() for r in await s.audit.list(since=start, limit=limit)]
+
+    rows = _with_services(config_path, work)
     if as_json:
         click.echo(json.dumps({"audit": rows}, ensure_ascii=False, indent=2))
         return

@@ -25,6 +25,7 @@ from ivr.journey import Journey, JourneyError
 from ivr.model import CallRecord
 from ivr.protection.service_blocks import BlockService
 from ivr.protection.service_features import FeatureService
+from ivr.protection.service_rules import RulesService
 from ivr.protection.service_settings import Actor, KnownNames, SettingsService
 from ivr.protection.service_tokens import TokenService
 from ivr.protection.settings import SettingsError, load_settings_file
@@ -91,12 +92,12 @@ class Controller:
         # The file's settings were checked by `ivr setup`/`ivr run` before we got here.
         await self.settings.sync_file(self.load_protection(), FILE_ACTOR)
         await self.settings.start_polling()
-        self.features = FeatureService(
-            self.calls,
-            BlockService(BlockStore(self.db), self.audit,
-                         country=self.settings.current().numbers.country_code),
-            lambda: self.settings.current().features,
-        )
+        self.blocks = BlockService(BlockStore(self.db), self.audit,
+                                   country=self.settings.current().numbers.country_code,
+                                   entries=set(self.journey.entries))
+        self.rules = RulesService(self.db, self.settings.current, self.known_names)
+        self.features = FeatureService(self.calls, self.blocks,
+                                       lambda: self.settings.current().features)
         tracker = CallTracker(self.calls, self.features)
         ctx = HandlerContext(
             calls=self.calls,
@@ -160,6 +161,7 @@ class Controller:
         self.journey = journey
         self._keep_journey(journey)
         await self.settings.sync_file(protection, FILE_ACTOR)
+        self.blocks.entries = set(journey.entries)
         await self._reload_features()
         try:
             await self.ami.action({"Action": "QueueReload", "Members": "no", "Rules": "yes",

@@ -3,12 +3,18 @@ at fault, a message for a person. The CLI prints them; the API returns them as J
 
 from __future__ import annotations
 
+from ivr.protection.errors import ProtectionError
 
-class AdminError(ValueError):
+
+class AdminError(ProtectionError):
+    """A ProtectionError with the HTTP status it means (422 unless said otherwise)."""
+
     def __init__(self, message: str, *, field: str | None = None, status: int = 422):
-        super().__init__(message)
+        super().__init__(field or "", message)
+        if not field or message.startswith(field):
+            self.args = (message,)  # the message names its field already
         self.message = message
-        self.field = field
+        self.field = field or None  # type: ignore[assignment]
         self.status = status
 
 

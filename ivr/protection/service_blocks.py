@@ -129,6 +129,21 @@ class BlockService:
                                 after=after.as_dict(), origin=actor.origin)
         return after
 
+    async def review(self, block_id: int, *, actor: Actor) -> Block:
+        """A supervisor keeps a pending block (lifting one is `unblock`)."""
+        before = await self.blocks.get(block_id)
+        if before is None:
+            raise ProtectionError("id", f"no block {block_id}")
+        if before.removed_at is not None or before.review != "pending":
+            raise ProtectionError("id", f"block {block_id} is not pending review")
+        after = await self.blocks.confirm(block_id)
+        if after is None:  # reviewed or removed by someone else in between
+            raise ProtectionError("id", f"block {block_id} is not pending review")
+        await self.audit.record(actor=actor.name, role=actor.role, action="block.review",
+                                target=after.rule_id, before=before.as_dict(),
+                                after=after.as_dict(), origin=actor.origin)
+        return after
+
     async def list(self, *, include_removed: bool = False,
                    include_expired: bool = False) -> list[Block]:
         return await self.blocks.list(include_removed, include_expired)

@@ -77,10 +77,14 @@ def merge_patch(base: Any, patch: Any) -> Any:
 
 class SettingsService:
     def __init__(self, store: SettingsStore, audit: Audit,
-                 known: Callable[[], KnownNames] = KnownNames):
+                 known: Callable[[], KnownNames] = KnownNames,
+                 file: Callable[[], ProtectionSettings] | None = None):
         self.store = store
         self.audit = audit
         self.known = known  # the journey changes on reload: asked at every change
+        # protection.yaml, for a store that has no version yet (the CLI before the first
+        # start): a change is then made from the file, not from the built-in defaults.
+        self.file = file
         self._settings = ProtectionSettings()
         self._version = 0
         self._lock = asyncio.Lock()
@@ -141,14 +145,29 @@ class SettingsService:
             self._poller = None
 
     # ---- reading ----
-    async def show(self, section: str | None = None) -> dict[str, Any]:
-        version = await self.store.newest()
-        document = version.document if version else ProtectionSettings().document()
-        meta = version.to_json() if version else {"version": 0, "source": "default"}
+    async def show(self, section: str | None = None,
+                   version_id: int | None = None) -> dict[str, Any]:
+        """The newest version (or version `version_id`), whole or one section."""
+        if version_id is None:
+            version = await self.store.newest()
+        else:
+            version = await self.store.get(version_id)
+            if version is None:
+                raise NotFound(f"no settings version {version_id}", field="version")
+        if version is not None:
+            document, meta = version.document, version.to_json()
+        elif self.file is not None:  # nothing stored yet: the file is what will be in force
+            document, meta = self.file().document(), {"version": 0, "source": "file"}
+        else:
+            document, meta = ProtectionSettings().document(), {"version": 0,
+                                                               "source": "default"}
         if section is None:
             return {**meta, "settings": document}
         self._check_section(section)
         return {**meta, "section": section, "settings": document.get(section, {})}
+
+    async def history(self, limit: int = 50) -> list[dict[str, Any]]:
+        return [v.to_json() for v in await self.store.history(limit)]
 
     # ---- changing ----
     async def sync_file(self, settings: ProtectionSettings, actor: Actor) -> int | None:
@@ -184,6 +203,8 @@ class SettingsService:
                       make: Callable[[Any], Any], verb: str) -> dict[str, Any]:
         if section is not None:
             self._check_section(section)
+        if self.file is not None and await self.store.newest_id() == 0:
+            await self.sync_file(self.file(), Actor("file", "admin", "file"))
         for _attempt in range(5):
             newest = await self.store.newest()
             base = newest.document if newest else ProtectionSettings().document()

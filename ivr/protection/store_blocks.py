@@ -104,6 +104,19 @@ class BlockStore:
             row = result.first()
         return _block(row) if row is not None else None
 
+    async def confirm(self, block_id: int) -> Block | None:
+        """A pending block (end-and-refuse, repeat step) confirmed by a supervisor; None when
+        it is not pending or was removed (the first review is kept)."""
+        async with write_transaction(self.db.engine) as conn:
+            result = await conn.execute(
+                sa.update(blocks)
+                .where(blocks.c.id == block_id, blocks.c.removed_at.is_(None),
+                       blocks.c.review == "pending")
+                .values(review="confirmed")
+                .returning(blocks))
+            row = result.first()
+        return _block(row) if row is not None else None
+
     async def _rows(self, query: sa.Select[Any]) -> list[sa.Row[Any]]:
         async with self.db.engine.connect() as conn:
             return list(await conn.execute(query))
@@ -144,7 +157,9 @@ class BlockStore:
                 (calls.c.started_at >= to_datetime(t), 1), else_=0)), 0).label(f"n{i}")
             for i, t in enumerate(since)
         ]
+        # Inbound only: an operator calling the customer back is not the customer calling.
         query = sa.select(*counts).where(calls.c.caller == number,
+                                         calls.c.direction == "inbound",
                                          calls.c.started_at >= to_datetime(min(since)))
         if exclude_call is not None:
             query = query.where(calls.c.id != exclude_call)

@@ -19,6 +19,8 @@ from typing import Any
 from aiohttp import web
 
 from ivr.protection.admin_errors import AdminError
+from ivr.protection.errors import ProtectionError
+from ivr.protection.service_blocks import BlockService
 from ivr.protection.service_settings import Actor, SettingsService
 from ivr.protection.service_tokens import TokenService, allowed
 from ivr.protection.store_audit import AuditStore
@@ -39,12 +41,14 @@ class AdminServices:
     tokens: TokenService
     audit: AuditStore
     calls: CallService
-    # Added by the block list and rule engine (ivr/protection/service_blocks.py, rules_*.py).
-    blocks: Any = None
+    blocks: BlockService
+    # "Which rule applies and why" (the rule engines, rules_*.py): keyword arguments number,
+    # entry, desk, operator, outbound; returns a JSON-able decision. None: not available.
     rules_test: Callable[..., Any] | None = None
 
 
 SERVICES = web.AppKey("admin_services", AdminServices)
+TOKEN = web.RequestKey("token", Token)  # the request's authenticated token
 
 
 class ApiError(Exception):
@@ -92,6 +96,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(exc.status, exc.message, exc.field, request)
     except AdminError as exc:  # the services' "bad input", each naming its field
         return error_response(exc.status, exc.message, exc.field, request)
+    except ProtectionError as exc:
+        return error_response(422, str(exc), exc.field, request)
     except web.HTTPException as exc:  # no such route, method not allowed
         if exc.status < 400:
             raise
@@ -111,15 +117,17 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     found = await request.app[SERVICES].tokens.authenticate(token.strip())
     if found is None:
         raise ApiError(401, "unknown or revoked API token", "Authorization")
+    if request.match_info.http_exception is not None:  # no such route or method
+        raise request.match_info.http_exception
     right = getattr(handler, "right", None)
     if right is None or not allowed(found.role, right):
         raise ApiError(403, f"role {found.role!r} may not do this ({right or 'no right'})")
-    request["token"] = found
+    request[TOKEN] = found
     return await handler(request)
 
 
 def actor(request: web.Request) -> Actor:
-    token: Token = request["token"]
+    token = request[TOKEN]
     return Actor(name=token.name, role=token.role, origin=f"api {request.remote or '-'}")
 
 
@@ -160,10 +168,11 @@ def int_query(request: web.Request, name: str, default: int, low: int, high: int
 
 def create_api(services: AdminServices) -> web.Application:
     """The /api/v1 sub-application; `app.add_subapp("/api/v1", create_api(...))`."""
-    from ivr.web import api_admin, api_settings
+    from ivr.web import api_admin, api_blocks, api_settings
 
     api = web.Application(middlewares=[errors, auth])
     api[SERVICES] = services
     api_settings.add_routes(api.router)
     api_admin.add_routes(api.router)
+    api_blocks.add_routes(api.router)
     return api

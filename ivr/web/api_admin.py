@@ -29,8 +29,9 @@ def since_query(request: web.Request) -> float | None:
 async def audit(request: web.Request) -> web.Response:
     limit = int_query(request, "limit", 100, 1, 1000)
     rows = await request.app[SERVICES].audit.list(since=since_query(request), limit=limit,
+                                                  actor=request.query.get("actor") or None,
                                                   action=request.query.get("action") or None)
-    return reply({"audit": rows})
+    return reply({"audit": [r.as_dict() for r in rows]})
 
 
 @requires("calls.read")

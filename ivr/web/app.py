@@ -77,4 +77,5 @@ def create_app(controller: Controller) -> web.Application:
 
 def admin_services(controller: Controller) -> AdminServices:
     return AdminServices(settings=controller.settings, tokens=controller.tokens,
-                         audit=controller.audit, calls=controller.calls)
+                         audit=controller.audit, calls=controller.calls,
+                         blocks=controller.blocks, rules_test=controller.rules.test)

@@ -33,7 +33,8 @@ ALERT = "<urn:alert:service:normal>"
 # (label, From without tag, extra headers, the reason the carrier meant, record caller_name)
 WITHHELD = [
     ("display", '"Anonymous" <sip:anonymous@anonymous.invalid>', (), "anonymous", "Anonymous"),
-    ("privacy", "<sip:anonymous@anonymous.invalid>", ("Privacy: id",), "anonymous", None),
+    # No display name: AGI reports the name as `unknown`, the record keeps that.
+    ("privacy", "<sip:anonymous@anonymous.invalid>", ("Privacy: id",), "anonymous", "unknown"),
     ("payphone", '"Coin line/payphone" <sip:anonymous@anonymous.invalid>', (), "payphone",
      "Coin line/payphone"),
     ("other-service", '"Interaction with other service" <sip:anonymous@anonymous.invalid>', (),
@@ -130,6 +131,30 @@ def template(stack: Stack, prompt: str) -> np.ndarray:
     return audio.samples[:(int(np.nonzero(levels > -40)[0][-1]) + 1) * 80]
 
 
+def found_in(signal: np.ndarray, prompt: np.ndarray, min_median: float,
+             piece_peak: float = 0.8, piece: float = 1.0) -> tuple[float, float, int]:
+    """Where the whole prompt is in a recording, piece by piece (1 s each): under a burst of
+    calls the recorder loses a frame here and there (measured: up to ~0.1 s of drift and
+    100 ms holes in a 16 s prompt), which spoils one long correlation but not most pieces.
+    Three in four pieces must be found (peak >= piece_peak, 0.2 above anything else) within
+    0.2 s of each other, and the median piece at least min_median. (offset s, median peak,
+    pieces missed)"""
+    step = int(piece * 8000)
+    offsets, peaks, missed = [], [], 0
+    starts = range(0, max(1, len(prompt) - step // 2), step)
+    for i in starts:
+        m = find(signal, prompt[i:i + step])
+        peaks.append(m.peak)
+        if m.peak >= piece_peak and m.peak - m.runner_up >= 0.2:
+            offsets.append(m.start - i / 8000)
+        else:
+            missed += 1
+    assert missed <= len(starts) // 4, (missed, len(starts), np.round(peaks, 2))
+    assert max(offsets) - min(offsets) < 0.2, np.round(offsets, 3)
+    assert float(np.median(peaks)) >= min_median, np.round(peaks, 2)
+    return float(np.median(offsets)), float(np.median(peaks)), missed
+
+
 def assert_refused(stack: Stack, sniffer: RtpSniffer, caller: SippPeer, record: dict,
                    rule: str, prompt: str, from_user: str) -> dict:
     """Refused as seen from outside: BYE from Asterisk, no operator rang, the prompt on the
@@ -152,13 +177,14 @@ def assert_refused(stack: Stack, sniffer: RtpSniffer, caller: SippPeer, record: 
     assert first_at is not None, f"no RTP reached {caller.workdir} on port {port}"
     wire = find(heard, template(stack, prompt))
     assert wire.peak >= MIN_PEAK and wire.peak - wire.runner_up >= MIN_LEAD, wire
-    # In the recording (the mix of both directions, and the leg the caller heard).
+    # In the recording: the leg the caller heard, and the mix of both directions (the
+    # caller kept talking). Piece by piece: under load the recorder may slip a 20 ms frame.
     path = Path(record["recording_path"])
     tx = read_wav(path.with_name(path.stem + "-tx.wav")).samples
-    in_leg = find(tx, template(stack, prompt))
-    assert in_leg.peak >= MIN_PEAK and in_leg.peak - in_leg.runner_up >= MIN_LEAD, in_leg
-    mixed = find(read_wav(path).samples, template(stack, prompt))
-    assert mixed.peak >= 0.5 and mixed.peak - mixed.runner_up >= 0.2, mixed
+    leg_at, leg_peak, leg_missed = found_in(tx, template(stack, prompt), MIN_PEAK)
+    # The caller's own speech is mixed in: lower peaks, same place.
+    mix_at, mix_peak, _ = found_in(read_wav(path).samples, template(stack, prompt), 0.7, 0.5)
+    assert abs(mix_at - leg_at) < 0.1, (mix_at, leg_at)
     # The record names the prompt and when it began; the wire agrees.
     events = [e for e in record["events"] if e["kind"] == "prompt"
               and e["data"]["prompt"] == prompt]
@@ -166,7 +192,8 @@ def assert_refused(stack: Stack, sniffer: RtpSniffer, caller: SippPeer, record: 
     heard_at = first_at + wire.start
     assert abs(heard_at - events[0]["at"]) < 0.5, (heard_at, events[0])
     figures = {"call": record["id"], "rule": rule, "wire_peak": round(wire.peak, 3),
-               "leg_peak": round(in_leg.peak, 3), "mix_peak": round(mixed.peak, 3),
+               "leg_peak": round(leg_peak, 3), "mix_peak": round(mix_peak, 3),
+               "leg_at_s": round(leg_at, 3), "leg_pieces_missed": leg_missed,
                "event_to_wire_s": round(heard_at - events[0]["at"], 3)}
     print(f"\nREFUSED-FIGURES {json.dumps(figures)}")
     return figures
@@ -202,21 +229,24 @@ def test_block_list(stack, sniffer):
 
 
 def test_withheld_by_reason_and_setting(stack, sniffer):
-    """Each carrier reason under allow, refuse and desk."""
+    """Each carrier reason under allow, refuse and desk. Withheld callers all present
+    `anonymous` to the operators' phones, so the refused ones go first, alone: no phone may
+    get an INVITE from `anonymous` while they are on."""
+    calls = {(label, "refuse"): stack.caller("anonymous", WH_REFUSE, from_=from_,
+                                             headers=headers)
+             for label, from_, headers, _reason, _name in WITHHELD}
+    for peer in calls.values():
+        finished(peer)
     wait = seconds(stack, "notice") + 4
-    calls = {}
     for label, from_, headers, _reason, _name in WITHHELD:
         calls[(label, "allow")] = stack.caller("anonymous", WH_ALLOW, hangup_after=wait,
                                               from_=from_, headers=headers)
-        calls[(label, "refuse")] = stack.caller("anonymous", WH_REFUSE, from_=from_,
-                                               headers=headers)
         calls[(label, "desk")] = stack.caller("anonymous", WH_DESK, hangup_after=wait,
                                              from_=from_, headers=headers)
     for peer in calls.values():
         finished(peer)
-    billing = stack.phones["op1003"]
     for label, _from, _headers, reason, name in WITHHELD:
-        for setting, did in (("allow", WH_ALLOW), ("refuse", WH_REFUSE), ("desk", WH_DESK)):
+        for setting, did in (("refuse", WH_REFUSE), ("allow", WH_ALLOW), ("desk", WH_DESK)):
             record = record_of(stack, lambda c, d=did, n=name: c["did"] == d and c["caller"]
                                is None and c["caller_name"] == n, f"{label} {setting}")
             decided = [e["data"] for e in record["events"] if e["kind"] == "protection"]
@@ -226,15 +256,16 @@ def test_withheld_by_reason_and_setting(stack, sniffer):
             if setting == "refuse":
                 assert_refused(stack, sniffer, calls[(label, setting)], record,
                                f"withheld:{reason}", "withheld_refused", "anonymous")
-            else:
-                assert record["outcome"] != "refused", (label, setting, record)
-                assert record["desk"] == ("billing" if setting == "desk" else "support")
-                joined = [e["data"]["desk"] for e in record["events"]
-                          if e["kind"] == "queue_joined"]
-                assert joined == [record["desk"]], (label, setting, record["events"])
-    # The desk setting's calls rang billing's operator (one at a time: ringinuse=no).
-    start = min(p.started_at for p in calls.values())
-    assert billing.invites_received(since=start, caller="anonymous")
+                continue
+            assert record["outcome"] != "refused", (label, setting, record)
+            assert record["desk"] == ("billing" if setting == "desk" else "support")
+            joined = [e["data"]["desk"] for e in record["events"] if e["kind"] == "queue_joined"]
+            assert joined == [record["desk"]], (label, setting, record["events"])
+    # The desk setting's calls rang billing's operator (one at a time: ringinuse=no), and
+    # only the allow setting's rang support's.
+    start = min(calls[(label, "allow")].started_at for label, *_ in WITHHELD)
+    assert stack.phones["op1003"].invites_received(since=start, caller="anonymous")
+    assert stack.phones["op1001"].invites_received(since=start, caller="anonymous")
 
 
 def seed_calls(stack: Stack, number: str, ages: list[float]) -> None:
@@ -309,9 +340,13 @@ def test_repeat_caller_steps(stack, sniffer):
 
 
 def test_rules_test_explains(stack):
-    run = stack.ivr("rules", "test", "+81-120-555-001", "--json")
-    shown = json.loads(run.stdout)
-    assert shown["action"] == "refuse" and shown["rule"].startswith("block:"), shown
+    """`ivr rules test` answers from the same rules and the same store, adding nothing."""
+    added = stack.ivr("block", "0570", "--prefix", "--reason", "ナビダイヤル").stdout
+    rule = ":".join(added.split(":")[:2])
+    before = stack.ivr("blocks", "list", "--json").stdout
+    shown = json.loads(stack.ivr("rules", "test", "+81-570-000-111", "--json").stdout)
+    assert (shown["action"], shown["rule"], shown["prompt"]) == ("refuse", rule, "refused")
+    assert stack.ivr("blocks", "list", "--json").stdout == before
     run = stack.ivr("rules", "test", "x", "--withheld", "payphone", "--entry", "wh_desk")
     assert "route to desk billing" in run.stdout and "withheld:payphone" in run.stdout
     bad = stack.ivr("block", "_09[9", "--pattern", "--reason", "x", check=False)

@@ -64,6 +64,9 @@ async def test_calls_from_counts_each_window_in_one_query(db):
     for i, at in enumerate([T0 - 7200, T0 - 1800, T0 - 60, T0]):
         await calls.ensure_call(f"c{i}", node="n", started_at=at, source="controller")
         await calls.update(f"c{i}", caller="0312345678")
+    await calls.ensure_call("out", node="n", started_at=T0, source="controller",
+                            direction="outbound")
+    await calls.update("out", caller="0312345678")
     await calls.ensure_call("other", node="n", started_at=T0, source="controller")
     await calls.update("other", caller="0399999999")
     await calls.flush()
