@@ -18,6 +18,8 @@ CODE = r"^[0-9*#]{1,6}$"
 NAME = r"^[a-z][a-z0-9_-]{0,31}$"  # a desk, as ivr/journey.py names them
 PROMPT = r"^[A-Za-z0-9_-]{1,64}$"  # a prompt, as ivr/journey.py names them
 
+DEFAULT_DESK = "supervisor"
+
 # Feature name (applicationmap entry, UserEvent Feature field) -> settings field.
 FEATURES = ("flag", "notice", "escalate", "end_and_refuse")
 
@@ -54,7 +56,7 @@ class FeatureSettings(BaseModel):
     # queue bridge gives no transfer rights; Queue's t option would also hand the operator
     # the built-in transfer codes).
     escalate_mode: Literal["blind"] = "blind"
-    supervisor_desk: str = Field(default="supervisor", pattern=NAME)
+    supervisor_desk: str = Field(default=DEFAULT_DESK, pattern=NAME)
     # End and refuse: the block added for the caller's number.
     block_days: int = Field(default=30, ge=1, le=3650)
     block_reason: str = Field(default="ended by operator", min_length=1, max_length=200)
@@ -66,9 +68,10 @@ class FeatureSettings(BaseModel):
     def unknown_names(self, *, desks: set[str] | None, entries: set[str] | None,
                       operators: set[str] | None) -> list[str]:
         """Desks, entries and operators this section names that do not exist."""
-        # The default desk is only checked when named: a journey without a supervisor desk
-        # may still use the other codes (escalate then finds no desk: goodbye, hang-up).
-        named = "supervisor_desk" in self.model_fields_set
+        # The default desk is not checked (a stored version names every field): a journey
+        # without a `supervisor` desk may still use the other codes; escalate then finds no
+        # desk and the caller hears goodbye. A desk named otherwise must exist.
+        named = self.supervisor_desk != DEFAULT_DESK
         if named and desks is not None and self.supervisor_desk not in desks:
             return [f"features.supervisor_desk: no desk named {self.supervisor_desk!r}"]
         return []
