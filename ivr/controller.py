@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import subprocess
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from ivr.agi.context import HandlerContext, Prompts
 from ivr.agi.server import AgiServer
 from ivr.ami.client import AmiClient, AmiError
 from ivr.ami.tracker import CallTracker
+from ivr.asterisk.process import asterisk_cli
 from ivr.asterisk.render import AsteriskPaths, render_asterisk_config
 from ivr.audio.prompts import PromptEngineError
 from ivr.cdr_import import import_missed_calls
@@ -22,6 +24,7 @@ from ivr.credentials import Secrets
 from ivr.journey import Journey, JourneyError
 from ivr.model import CallRecord
 from ivr.protection.service_blocks import BlockService
+from ivr.protection.service_features import FeatureService
 from ivr.protection.service_outbound import OutboundService
 from ivr.protection.service_rules import RulesService
 from ivr.protection.service_settings import Actor, KnownNames, SettingsService
@@ -84,7 +87,6 @@ class Controller:
             CallStore(self.db), node=self.config.server.node_name, on_ended=self._call_ended
         )
         self.finaliser = RecordingFinaliser(self.calls, prompts_dir=self.config.prompts_dir)
-        tracker = CallTracker(self.calls)
         self.audit = AuditStore(self.db)
         self.tokens = TokenService(TokenStore(self.db), self.audit)
         self.settings = SettingsService(SettingsStore(self.db), self.audit, self.known_names)
@@ -95,6 +97,9 @@ class Controller:
                                    country=self.settings.current().numbers.country_code,
                                    entries=set(self.journey.entries))
         self.rules = RulesService(self.db, self.settings.current, self.known_names)
+        self.features = FeatureService(self.calls, self.blocks,
+                                       lambda: self.settings.current().features)
+        tracker = CallTracker(self.calls, self.features)
         ctx = HandlerContext(
             calls=self.calls,
             prompts=Prompts(self.config.prompts_dir, self.config.prompts.language),
@@ -159,6 +164,7 @@ class Controller:
         self._keep_journey(journey)
         await self.settings.sync_file(protection, FILE_ACTOR)
         self.blocks.entries = set(journey.entries)
+        await self._reload_features()
         try:
             await self.ami.action({"Action": "QueueReload", "Members": "no", "Rules": "yes",
                                    "Parameters": "yes"}, as_list=False)
@@ -169,6 +175,17 @@ class Controller:
                  journey_version(journey), len(journey.desks), len(journey.menus),
                  len(journey.entries))
         return True
+
+    async def _reload_features(self) -> None:
+        """Feature codes (features.conf, just rendered) apply to calls connected from now on.
+        AMI has no `system` class here (no Reload action), so through Asterisk's CLI."""
+        try:
+            out = await asyncio.to_thread(asterisk_cli, self.asterisk_paths,
+                                          self.config.data_dir, "module reload features")
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.warning("event=features_reload_failed error=%s", exc)
+            return
+        log.info("event=features_reloaded result=%r", out.strip()[:200])
 
     def _write_state(self, at: float, *, ok: bool, errors: list[str]) -> None:
         state = {"requested_at": at, "ok": ok, "errors": errors,

@@ -325,6 +325,11 @@ class CallService:
     async def recording_missing(self, call_id: str, path: str, problem: str) -> None:
         await self._event(call_id, "recording_missing", path=path, problem=problem)
 
+    async def feature_event(self, call_id: str, kind: str, at: float | None = None,
+                            **data: Any) -> float:
+        """A fact a protection service reports (operator feature codes)."""
+        return await self._event(call_id, kind, at, **data)
+
     # ---- reading ----
     async def recent(self, limit: int = 20) -> list[CallRecord]:
         return await self.store.recent(limit)

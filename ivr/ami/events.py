@@ -153,6 +153,25 @@ class HangupSource:
 
 
 @dataclass(frozen=True)
+class FeatureUsed:
+    """UserEvent IvrFeature: an operator feature code ran (asterisk/extensions.conf.j2,
+    [ivr-feature-*]). It may come from the operator's side or a transfer channel, so the call
+    is the event's Linkedid (Asterisk's own: the customer channel roots it)."""
+
+    call_id: str
+    feature: str  # one of FEATURE_EVENTS
+    channel: str
+    prompt: str = ""
+    desk: str = ""
+    status: str = ""
+    at: float | None = None
+
+
+FEATURE_EVENTS = frozenset({"flag", "notice", "notice_end", "escalate", "end_and_refuse",
+                            "end_and_refuse_withheld"})
+
+
+@dataclass(frozen=True)
 class TalkLimitReached:
     """UserEvent IvrTalkLimit from [ivr-limit-closing], on the caller's channel: Dial's
     talk-time limit ended the conversation; the closing announcement plays now."""
@@ -174,7 +193,8 @@ class IvrTimeCap:
 
 
 AmiEvent = (
-    CallStart
+    FeatureUsed
+    | CallStart
     | HangupSource
     | TalkLimitReached
     | IvrTimeCap
@@ -249,6 +269,17 @@ def _user_event(kind: str, msg: Mapping[str, Any]) -> AmiEvent | None:
     return None
 
 
+def _feature(msg: Mapping[str, Any]) -> FeatureUsed | None:
+    call_id = _single(msg, "Linkedid") or ""
+    feature = _single(msg, "Feature") or ""
+    if not call_id or feature not in FEATURE_EVENTS:
+        log.warning("event=ami_feature_refused linkedid=%r feature=%r", call_id, feature[:40])
+        return None
+    return FeatureUsed(call_id, feature, _single(msg, "Channel") or "",
+                       prompt=_single(msg, "Prompt") or "", desk=_single(msg, "Desk") or "",
+                       status=_single(msg, "Status") or "")
+
+
 def parse_event(msg: Mapping[str, Any]) -> AmiEvent | None:
     """Turn one AMI message into a typed event; None for events the controller ignores."""
     event = _parse(msg)
@@ -264,6 +295,8 @@ def _parse(msg: Mapping[str, str]) -> AmiEvent | None:
     def get(key: str, default: str = "") -> str:
         return _single(msg, key) or default
 
+    if name == "UserEvent" and get("UserEvent") == "IvrFeature":
+        return _feature(msg)
     if name == "UserEvent":
         return _user_event(get("UserEvent"), msg)
     if name == "QueueCallerJoin":

@@ -11,17 +11,24 @@ import time
 
 from ivr.ami import events as ev
 from ivr.model import Disposition, Source
+from ivr.protection.service_features import FeatureService
 from ivr.service import CallService
 
 log = logging.getLogger("ivr.tracker")
 
 
 class CallTracker:
-    def __init__(self, calls: CallService):
+    def __init__(self, calls: CallService, features: FeatureService | None = None):
         self.calls = calls
+        self.features = features
 
     async def handle(self, event: ev.AmiEvent) -> None:
         match event:
+            case ev.FeatureUsed():
+                if self.features is not None and await self.calls.is_known(event.call_id):
+                    await self.features.used_feature(
+                        event.call_id, event.feature, at=event.at, channel=event.channel,
+                        prompt=event.prompt, desk=event.desk, status=event.status)
             case ev.CallStart(call_id=call_id, caller=caller, did=did, recording=rec, at=at):
                 # The service normalises the caller number, as on the FastAGI path.
                 await self.calls.call_started(

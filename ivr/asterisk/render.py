@@ -168,6 +168,8 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
                          journey.desks else Desk()).max_wait,
         "split_legs": config.recording.split_legs,
         "desks": desk_context(journey, desk.default),
+        # Operator feature codes: protection.yaml's `features`, checked like the rest of it.
+        "feature_codes": load_settings_file(config.protection_file).features.applicationmap(),
         **limit_globals(config),
     }
 

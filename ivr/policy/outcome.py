@@ -86,6 +86,9 @@ def decide_hangup_by(
     complete: str | None = None
     for event in _ordered(events):
         data = event.get("data") or {}
+        if event["kind"] == "end_and_refuse":
+            # The operator's feature code: the dialplan hung up on their word.
+            return "operator"
         # The dialplan ended the call because of a limit ([ivr-limit-closing], [ivr-cap]).
         if event["kind"] == "talk_limit_reached":
             return "limit"

@@ -52,6 +52,14 @@ class _ControllerCollector(Collector):
         for outcome in Outcome:
             outcomes.add_metric([outcome.value], self.c.calls.outcomes[outcome.value])
         yield outcomes
+        features = CounterMetricFamily("ivr_operator_features",
+                                       "Operator feature codes used (flag: supervisors alerted)",
+                                       labels=["feature"])
+        used = getattr(self.c, "features", None)
+        for name in ("flag", "notice", "escalate", "end_and_refuse",
+                     "end_and_refuse_withheld"):
+            features.add_metric([name], used.used[name] if used is not None else 0)
+        yield features
 
 
 def create_app(controller: Controller) -> web.Application:

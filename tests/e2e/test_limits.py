@@ -37,6 +37,8 @@ NOBODY = "0501230003"  # desk 'nobody' (op1001 rings, never answers), waits up t
 # its own side leaves the bridge, so a longer prompt delays the closing (measured).
 LIMIT, WARNING, FLAG_LIMIT, CAP = 16.0, 8.0, 10.0, 30.0
 FLAGGED_CALLER = "0355111999"
+OTHER = "0399000000"  # the example's 'other' entry: the default desk, support (op1002)
+DEFAULT_LIMIT = 12.0  # the default desk's: the fail-safe path applies it
 TOL = 1.0  # s: the issue's accuracy
 
 
@@ -59,6 +61,7 @@ limits:
   desks:
     limited: {{talk_limit: {LIMIT:g}}}
     limited_b: {{talk_limit: {LIMIT:g}}}
+    support: {{talk_limit: {DEFAULT_LIMIT:g}}}
   flags:
     harassment: {FLAG_LIMIT:g}
   max_ivr_time: {CAP:g}
@@ -90,7 +93,7 @@ def stack(tmp_path_factory, prompt_cache):
                        journey=journey())
     start_controller(stack)
     stack.login("op1001", "nobody")
-    stack.login("op1002", "limited")
+    stack.login("op1002", "limited", "support")
     stack.login("op1003", "limited_b")
     stack.operator("op1001", scenario="operator_noanswer.xml")
     # A quiet operator: the announcements stand out in what the caller hears.
@@ -302,5 +305,19 @@ def test_limit_holds_with_the_controller_killed(stack):
         ack, bye, _ = phone_window(phone, "0355111004", caller.started_at)
         print(f"talk with the controller dead {bye - ack:.3f} s")
         assert abs((bye - ack) - LIMIT) <= TOL
+    finally:
+        start_controller(stack)
+
+
+def test_failsafe_path_applies_the_default_desks_limit(stack):
+    """Controller down before the call: the fail-safe dialplan queues the caller to the
+    default desk, whose limit is in the rendered dialplan."""
+    stack.stop_controller()
+    try:
+        caller = stack.caller("0355111005", OTHER)
+        assert caller.wait(120).returncode == 0, (caller.workdir / "screen.log").read_text()
+        ack, bye, _ = phone_window(stack.phones["op1002"], "0355111005", caller.started_at)
+        print(f"fail-safe talk {bye - ack:.3f} s")
+        assert abs((bye - ack) - DEFAULT_LIMIT) <= TOL
     finally:
         start_controller(stack)
