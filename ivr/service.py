@@ -157,6 +157,9 @@ class CallService:
     async def prompt_played(self, call_id: str, prompt: str, purpose: str) -> None:
         await self._event(call_id, "prompt", prompt=prompt, purpose=purpose)
 
+    async def prompt_failed(self, call_id: str, prompt: str, problem: str) -> None:
+        await self._event(call_id, "prompt_failed", prompt=prompt, problem=problem)
+
     async def schedule_closed(self, call_id: str, schedule: str) -> None:
         await self._event(call_id, "closed_hours", schedule=schedule)
 

@@ -14,13 +14,14 @@ from ivr.agi.context import HandlerContext
 from ivr.agi.desk import queue_to_desk
 from ivr.agi.notice import NoticeFailed, end_without_notice, play_notice
 from ivr.agi.protect import LET_THROUGH, decide_call
-from ivr.agi.protocol import AgiChannel, AgiHangup
+from ivr.agi.protocol import AgiChannel, AgiHangup, AgiPlaybackError
 from ivr.journey import MAX_MENU_STEPS, Journey, Menu, Route
 from ivr.model import Disposition, Source
 from ivr.policy.menu import answer, step_limit_route
 from ivr.policy.schedule import is_open
 
 ALL_KEYS = "0123456789*#"
+REFUSAL_FALLBACK = "refused"  # prompts/prompts.yaml's stock refusal
 
 
 class InboundCall:
@@ -164,9 +165,17 @@ class InboundCall:
         return chr(digit.value) if digit.value > 0 else None
 
     async def refuse(self) -> None:
-        """On the caller's own channel, so the refusal is in the recording; then hang up."""
+        """On the caller's own channel, so the refusal is in the recording; then hang up. A
+        configured prompt that cannot be played falls back to the stock refusal: a refused
+        caller must never end up in the fail-safe queue."""
         assert self.decision.prompt is not None
-        await self.play(self.decision.prompt, f"refusal {self.decision.rule}")
+        purpose = f"refusal {self.decision.rule}"
+        for prompt in dict.fromkeys((self.decision.prompt, REFUSAL_FALLBACK)):
+            try:
+                await self.play(prompt, purpose)
+                break
+            except AgiPlaybackError as exc:
+                await self.calls.prompt_failed(self.call_id, prompt, str(exc))
         await self.calls.disposed(self.call_id, Disposition.REFUSED, self.decision.rule or "")
         await self.agi.set_variable(var.ACTION, var.ACTION_REFUSED)
 

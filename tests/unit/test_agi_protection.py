@@ -107,3 +107,25 @@ async def test_a_failed_decision_lets_the_caller_through(server, monkeypatch):
     events = await server.ctx.calls.events("test-1700000000.1")
     problem = [e["data"] for e in events if e["kind"] == "protection"]
     assert problem and "unreachable" in problem[0]["problem"]
+
+
+async def test_a_missing_refusal_prompt_falls_back_and_still_refuses(server, db):
+    await BlockStore(db).add(kind="exact", value="0312345678", reason="r", source="admin",
+                             added_by="t")
+    custom = server.ctx.prompts.path("refused")
+
+    def answer(command: str):
+        if command.startswith("STREAM FILE") and custom not in command:
+            return "200 result=-1 endpos=0"  # Asterisk's answer for a missing file
+        return fake.default_answer(command)
+
+    object.__setattr__(server.ctx, "protection", lambda: parse_settings(
+        {"inbound": {"prompts": {"blocked": "no_such_prompt"}}}))
+    fake = FakeAsterisk(server.port, "inbound", variables={var.DID: "0501234567"},
+                        answer=lambda c: answer(c))
+    await asyncio.wait_for(fake.run(), 5)
+    stream = [c for c in fake.commands if c.startswith("STREAM FILE")]
+    assert len(stream) == 2 and custom in stream[1], stream
+    assert fake.variables[var.ACTION] == var.ACTION_REFUSED
+    kinds = [e["kind"] for e in await server.ctx.calls.events("test-1700000000.1")]
+    assert "prompt_failed" in kinds
