@@ -52,7 +52,7 @@ class InboundService:
         blocks: list[Block] = []
         counts: dict[str, int] = {}
         if number is not None:
-            blocks = await self.blocks.active(now)
+            blocks = await self.blocks.candidates(number, entry, now)
             counts = await self.counts(number, now, exclude_call=call_id)
         decision = decide_inbound(number=number, entry=entry, now=now, blocks=blocks,
                                   counts=counts, settings=settings.inbound, name=name,

@@ -59,6 +59,24 @@ async def test_add_get_active_remove(db):
         await store.add(kind="regex", value=".*", reason="r", source="admin", added_by="x")
 
 
+async def test_candidates_are_the_blocks_that_may_cover_a_number(db):
+    store = BlockStore(db)
+    for kind, value, entry, expires in (
+            ("exact", "0312345678", None, None), ("exact", "0312345679", None, None),
+            ("prefix", "03", None, None), ("prefix", "0312", "sales", None),
+            ("prefix", "04", None, None), ("prefix", "03", None, T0 - 1),
+            ("pattern", "_0990XXXXXX", None, None)):
+        await store.add(kind=kind, value=value, entry=entry, reason="r", source="admin",
+                        added_by="t", expires_at=expires, added_at=T0 - 10)
+    found = await store.candidates("0312345678", "main", T0)
+    assert [(b.kind, b.value) for b in found] == [
+        ("exact", "0312345678"), ("prefix", "03"), ("pattern", "_0990XXXXXX")]
+    found = await store.candidates("0312345678", "sales", T0)
+    assert ("prefix", "0312") in [(b.kind, b.value) for b in found]
+    assert [b.value for b in await store.candidates("+12125550100", None, T0)] == \
+        ["_0990XXXXXX"]
+
+
 async def test_calls_from_counts_each_window_in_one_query(db):
     calls = CallStore(db)
     for i, at in enumerate([T0 - 7200, T0 - 1800, T0 - 60, T0]):
