@@ -182,9 +182,12 @@ def rules_test(config_path: str, number: str, entry: str | None, withheld: str |
                as_json: bool) -> None:
     """The decision for a call from NUMBER now, from the same rules a call goes through
     (blocks and repeat counts from the store; nothing is added)."""
-    if outbound or desk or operator:
+    if outbound:
         _outbound_test(config_path, number, desk, operator, as_json)
         return
+    if desk or operator:
+        click.echo("refused: --desk and --operator go with --outbound", err=True)
+        sys.exit(2)
     from ivr.protection.service_inbound import InboundService
 
     async def work(config: Config, db: Any):
@@ -216,25 +219,28 @@ def rules_test(config_path: str, number: str, entry: str | None, withheld: str |
 
 def _outbound_test(config_path: str, number: str, desk: str | None, operator: str | None,
                    as_json: bool) -> None:
-    """An operator's outbound call (ivr/protection/rules_outbound.py): the operator's desks
-    from the journey unless --desk names one."""
-    from ivr.protection.rules_outbound import explain_outbound, operator_desks
+    """The same RulesService the API answers from, with the journey's desks and members."""
+    from ivr.protection.service_rules import RulesService
+    from ivr.protection.service_settings import KnownNames
     from ivr.setup import load_current_journey
 
     async def work(config: Config, db: Any):
         settings = await _settings(config, db)
-        desks = [desk] if desk else operator_desks(
-            {n: d.members for n, d in load_current_journey(config).desks.items()}, operator)
-        return explain_outbound(settings, number, desk_names=desks, operator=operator)
+        journey = load_current_journey(config)
+        known = KnownNames(desks=set(journey.desks), entries=set(journey.entries),
+                           operators={o.endpoint for o in config.operators},
+                           members={n: set(d.members) for n, d in journey.desks.items()})
+        return await RulesService(db, lambda: settings, lambda: known).test(
+            number=number, desk=desk, operator=operator, outbound=True)
 
-    decision = _run(config_path, work)
+    shown = _run(config_path, work)
     if as_json:
-        click.echo(json.dumps(decision.event(), ensure_ascii=False, indent=2))
+        click.echo(json.dumps(shown, ensure_ascii=False, indent=2))
         return
-    what = "allow" if decision.allowed else (
-        "deny (a supervisor PIN unlocks it)" if decision.pin_may_unlock else "deny")
-    click.echo(f"{what}  rule={decision.rule}  number={decision.number or '-'}")
-    click.echo(f"  {decision.reason}")
+    pin = "  (a supervisor PIN unlocks one call)" if shown["pin_may_unlock"] else ""
+    click.echo(f"{shown['action']}  rule={shown['rule']}  number={shown['compared'] or '-'}"
+               f"  desks={','.join(shown['desks']) or '-'}{pin}")
+    click.echo(f"  {shown['reason']}")
 
 
 def register(main: click.Group) -> None:

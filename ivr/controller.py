@@ -136,7 +136,8 @@ class Controller:
         """What the protection settings may name: the journey's desks and entries in service
         and the configured operators."""
         return KnownNames(desks=set(self.journey.desks), entries=set(self.journey.entries),
-                          operators={o.endpoint for o in self.config.operators})
+                          operators={o.endpoint for o in self.config.operators},
+                          members={n: set(d.members) for n, d in self.journey.desks.items()})
 
     def load_protection(self, journey: Journey | None = None):
         journey = journey or self.journey

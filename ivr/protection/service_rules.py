@@ -8,6 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ivr.protection.admin_errors import AdminError
+from ivr.protection.rules_outbound import explain_outbound, operator_desks
 from ivr.protection.service_inbound import InboundService
 from ivr.protection.service_settings import KnownNames
 from ivr.protection.settings import ProtectionSettings
@@ -40,9 +41,7 @@ class RulesService:
             if value is not None and names is not None and value not in names:
                 raise AdminError(f"no such {field}: {value[:40]!r}", field=field)
         if outbound:
-            # The outbound rule engine (rules_outbound.py) answers here once it is merged.
-            raise AdminError("outbound rules cannot be tested in this version",
-                             field="outbound", status=501)
+            return self._outbound(number, desk, operator, known)
         decision, _ = await InboundService(self.db).decide(
             self.settings(), caller=None if withheld else number, entry=entry,
             name=caller_name, withheld=withheld, add_blocks=False)
@@ -55,3 +54,15 @@ class RulesService:
                 "alert_info": p.alert_info,
                 "auto_block": asdict(decision.auto_block) if decision.auto_block else None,
                 "why": list(decision.why)}
+
+    def _outbound(self, number: str, desk: str | None, operator: str | None,
+                  known: KnownNames) -> dict[str, Any]:
+        """An operator's call to `number`: the operator's desks come from the journey unless
+        one desk is given."""
+        desks = [desk] if desk else operator_desks(known.members or {}, operator)
+        decision = explain_outbound(self.settings(), number, desk_names=desks,
+                                    operator=operator)
+        return {"direction": "outbound", "number": number, "compared": decision.number,
+                "operator": operator, "desks": desks, "allowed": decision.allowed,
+                "action": "allow" if decision.allowed else "deny", "rule": decision.rule,
+                "reason": decision.reason, "pin_may_unlock": decision.pin_may_unlock}

@@ -51,6 +51,8 @@ class KnownNames:
     desks: set[str] | None = None
     entries: set[str] | None = None
     operators: set[str] | None = None
+    # desk -> its members (the journey's desks.members): an operator's desks, for outbound
+    members: dict[str, set[str]] | None = None
 
 
 def error_from(exc: SettingsError) -> AdminError:

@@ -332,6 +332,8 @@ def test_pin_unlocks_one_call_audited_never_logged(stack, calls):
     assert PIN not in stack.controller_log()
     assert PIN not in str(stack.calls()) and PIN not in str(rows)
     assert PIN not in (stack.data / "secrets.toml").read_text()
+    assert PIN not in (stack.data / "asterisk" / "log" / "messages.log").read_text(
+        errors="replace")
 
 
 def test_controller_down_only_emergency_numbers_go_out(stack, calls):

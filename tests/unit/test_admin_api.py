@@ -186,7 +186,8 @@ async def test_settings_change_applies_and_is_audited(api):
     ("POST", "/api/v1/rules/test", {"number": 3}, 422, "number"),
     ("POST", "/api/v1/rules/test", {"number": "03", "entry": "nowhere"}, 422, "entry"),
     ("POST", "/api/v1/rules/test", {"number": "03", "desk": "nowhere"}, 422, "desk"),
-    ("POST", "/api/v1/rules/test", {"number": "03", "outbound": True}, 501, "outbound"),
+    ("POST", "/api/v1/rules/test", {"number": "03", "outbound": True, "operator": "op9"}, 422,
+     "operator"),
     ("POST", "/api/v1/rules/test", {"number": "0" * 1000}, 422, "number"),
     ("POST", "/api/v1/rules/test", {"entry": "main"}, 422, "number"),
     ("POST", "/api/v1/rules/test", {"number": "03", "outbound": "yes"}, 422, "outbound"),
@@ -288,6 +289,18 @@ async def test_rules_test_names_the_block(api):
     assert error["field"] == "withheld"
     # Testing adds nothing: no block, no audit row beyond the one block.add.
     assert len((await (await api.get("/api/v1/blocks", headers=headers)).json())["blocks"]) == 1
+
+
+async def test_rules_test_outbound(api):
+    """The outbound answer comes from the same rules an operator's call goes through: the
+    defaults deny nothing, emergency numbers are always allowed."""
+    for number, allowed, rule in (("110", True, "emergency:110"),
+                                  ("0312345678", True, "default:allow"),
+                                  ("op1002", False, "invalid:number")):
+        result = await (await api.post("/api/v1/rules/test", headers=auth(api, "operator"),
+                                       json={"number": number, "outbound": True})).json()
+        assert (result["direction"], result["allowed"], result["rule"]) == \
+            ("outbound", allowed, rule), result
 
 
 async def test_review_of_a_pending_block(api):

@@ -20,7 +20,9 @@ def config(tmp_path) -> str:
                     f'[prompts]\ntexts = "{PROJECT / "prompts" / "prompts.yaml"}"\n'
                     f'[journey]\ndir = "{PROJECT / "dialplan"}"\n'
                     f'[protection]\nfile = "{PROJECT / "protection.yaml"}"\n'
-                    '[desk]\ndefault = "support"\n')
+                    '[desk]\ndefault = "support"\n'
+                    + "".join(f'[[operators]]\nendpoint = "{op}"\n'
+                              for op in ("op1001", "op1002", "op1003", "sv2001")))
     return str(path)
 
 
@@ -59,5 +61,6 @@ def test_block_list_unblock_and_rules(config):
     assert "removed" in ivr(config, "blocks", "list", "--all").output
     shown = json.loads(ivr(config, "rules", "test", "0990123456", "--outbound", "--json").output)
     assert (shown["allowed"], shown["rule"]) == (False, "outbound:dial-q2")
-    assert "allow  rule=emergency:110" in ivr(config, "rules", "test", "110", "--operator",
-                                              "op1001").output
+    assert "rule=emergency:110" in ivr(config, "rules", "test", "110", "--outbound",
+                                       "--operator", "op1001").output
+    ivr(config, "rules", "test", "110", "--operator", "op1001", code=2)
