@@ -41,6 +41,7 @@ class CdrCall:
     failsafe: bool
     outcome: Outcome
     notice: str = ""  # "fallback: <problem>" or "failed: <problem>" (CDR ivr_notice)
+    direction: str = "inbound"  # "outbound": an operator dialled out (CDR ivr_path outbound*)
 
 
 def _float(value: str) -> float | None:
@@ -126,6 +127,10 @@ def calls_from_rows(rows: list[dict[str, str]]) -> list[CdrCall]:
             outcome = Outcome.ABANDONED_IN_MENU
         if notice.startswith("failed") and not answered:
             outcome = Outcome.FAILED
+        outbound = any(r["path"].startswith("outbound") for r in own)
+        if outbound:
+            calls.append(_outbound_call(call_id, own, started, ended))
+            continue
         calls.append(
             CdrCall(
                 call_id=call_id,
@@ -144,6 +149,21 @@ def calls_from_rows(rows: list[dict[str, str]]) -> list[CdrCall]:
     return calls
 
 
+def _outbound_call(call_id: str, own: list[dict[str, str]], started: float,
+                   ended: float) -> CdrCall:
+    """An operator's outbound call (the fail-safe let only emergency numbers out)."""
+    dialled = [r for r in own if r["lastapp"] == "Dial" and r["dstchannel"]]
+    answered = any(r["disposition"] == "ANSWERED" for r in dialled)
+    return CdrCall(
+        call_id=call_id, caller=None, did=own[0]["did"] or None, started_at=started,
+        ended_at=ended, desk=None, operator=_endpoint(own[0]["channel"]) or None,
+        recording=next((r["recording"] for r in own if r["recording"]), None),
+        failsafe=any(r["path"].endswith("failsafe") for r in own),
+        outcome=(Outcome.ANSWERED if answered else
+                 Outcome.UNANSWERED if dialled else Outcome.REFUSED),
+        direction="outbound")
+
+
 CDR_POSITION = "cdr_position"
 
 
@@ -158,7 +178,7 @@ async def import_missed_calls(path: Path, calls: CallService, *, node: str) -> l
             continue
         await calls.call_started(
             call.call_id, caller=call.caller, did=call.did, recording_path=call.recording,
-            source=Source.CDR, started_at=call.started_at,
+            source=Source.CDR, started_at=call.started_at, direction=call.direction,
         )
         await calls.store.update(
             call.call_id, desk=call.desk, operator=call.operator, failsafe=int(call.failsafe),

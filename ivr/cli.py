@@ -419,6 +419,9 @@ def asterisk_cmd(config_path: str, command: tuple[str, ...]) -> None:
 from ivr.cli_admin import register  # noqa: E402  (admin subcommands: settings, tokens, audit)
 
 register(main)
+from ivr.cli_outbound import register as register_outbound  # noqa: E402  (ivr outbound pin)
+
+register_outbound(main)
 
 if __name__ == "__main__":
     main()

@@ -174,8 +174,8 @@ def rules_group() -> None:
                                                "unknown"]),
               help="Test a withheld caller with this reason (NUMBER is then ignored).")
 @click.option("--outbound", is_flag=True, help="An operator's outbound call instead.")
-@click.option("--desk", help="Outbound: the operator's desk.")
-@click.option("--operator", help="Outbound: the operator.")
+@click.option("--desk", help="Outbound: the desk dialling (default: the operator's desks).")
+@click.option("--operator", help="Outbound: the operator dialling.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 def rules_test(config_path: str, number: str, entry: str | None, withheld: str | None,
                outbound: bool, desk: str | None, operator: str | None,
@@ -183,9 +183,8 @@ def rules_test(config_path: str, number: str, entry: str | None, withheld: str |
     """The decision for a call from NUMBER now, from the same rules a call goes through
     (blocks and repeat counts from the store; nothing is added)."""
     if outbound or desk or operator:
-        # The outbound rules (ivr.protection.rules_outbound) are wired in by the lead.
-        click.echo("refused: outbound rules are not available in this build", err=True)
-        sys.exit(2)
+        _outbound_test(config_path, number, desk, operator, as_json)
+        return
     from ivr.protection.service_inbound import InboundService
 
     async def work(config: Config, db: Any):
@@ -213,6 +212,29 @@ def rules_test(config_path: str, number: str, entry: str | None, withheld: str |
                f"  talk_limit={p.talk_limit or '-'}  ring={p.ring_prefix or '-'}")
     for line in decision.why:
         click.echo(f"  {line}")
+
+
+def _outbound_test(config_path: str, number: str, desk: str | None, operator: str | None,
+                   as_json: bool) -> None:
+    """An operator's outbound call (ivr/protection/rules_outbound.py): the operator's desks
+    from the journey unless --desk names one."""
+    from ivr.protection.rules_outbound import explain_outbound, operator_desks
+    from ivr.setup import load_current_journey
+
+    async def work(config: Config, db: Any):
+        settings = await _settings(config, db)
+        desks = [desk] if desk else operator_desks(
+            {n: d.members for n, d in load_current_journey(config).desks.items()}, operator)
+        return explain_outbound(settings, number, desk_names=desks, operator=operator)
+
+    decision = _run(config_path, work)
+    if as_json:
+        click.echo(json.dumps(decision.event(), ensure_ascii=False, indent=2))
+        return
+    what = "allow" if decision.allowed else (
+        "deny (a supervisor PIN unlocks it)" if decision.pin_may_unlock else "deny")
+    click.echo(f"{what}  rule={decision.rule}  number={decision.number or '-'}")
+    click.echo(f"  {decision.reason}")
 
 
 def register(main: click.Group) -> None:

@@ -117,6 +117,12 @@ class TrunkConfig(_Section):
     codecs: list[Literal["alaw", "ulaw", "g722", "opus"]] = Field(
         default_factory=lambda: ["alaw", "ulaw"], min_length=1
     )
+    # Where operators' outbound calls go (README "Outbound restrictions"): the carrier's SIP
+    # address, host or IP and port, no user part (the dialled number becomes the user).
+    # Empty: outbound calls that the rules allow cannot go out (the Dial fails).
+    outbound_uri: str = Field(default="", pattern=r"^(sip:[A-Za-z0-9.-]+(:[0-9]{1,5})?)?$")
+    # The number presented to the called party; empty: anonymous. Never the operator's.
+    outbound_callerid: str = Field(default="", pattern=r"^\+?[0-9]{0,20}$")
 
     @field_validator("match")
     @classmethod

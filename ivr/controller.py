@@ -25,6 +25,7 @@ from ivr.journey import Journey, JourneyError
 from ivr.model import CallRecord
 from ivr.protection.service_blocks import BlockService
 from ivr.protection.service_features import FeatureService
+from ivr.protection.service_outbound import OutboundService
 from ivr.protection.service_rules import RulesService
 from ivr.protection.service_settings import Actor, KnownNames, SettingsService
 from ivr.protection.service_tokens import TokenService
@@ -107,6 +108,7 @@ class Controller:
             journey=lambda: self.journey,
             journey_for=self.journey_for,
             protection=self.settings.current,
+            outbound=OutboundService(self.config.secrets_path, self.audit),
         )
         self.agi = AgiServer(
             ctx,

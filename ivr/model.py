@@ -17,6 +17,7 @@ class Outcome(StrEnum):
     MESSAGE = "message"
     FAILED = "failed"
     REFUSED = "refused"  # a restriction ended it (block list, withheld, repeat, outbound rule)
+    UNANSWERED = "unanswered"  # outbound: the called party never answered (busy, no answer)
 
 
 class Disposition(StrEnum):
@@ -28,7 +29,8 @@ class Disposition(StrEnum):
     OVERFLOW = "overflow"
     HANGUP = "hangup"
     NOTICE_FAILED = "notice_failed"  # no notice could be played: hung up, no operator
-    REFUSED = "refused"  # an inbound restriction refused the caller: announcement, hang-up
+    REFUSED = "refused"  # a restriction refused the call (the record's `rule` says which)
+    DIALLED = "dialled"  # outbound: sent to the trunk
 
 
 class Source(StrEnum):

@@ -131,7 +131,24 @@ class RecordingFinaliser:
                                      timeline.answered_at if timeline is not None else None)
         facts = await asyncio.to_thread(wav_facts, path)
         await self.calls.recording_finalised(call_id, facts.duration, facts.sha256)
+        await self.finalise_called(call_id, path, deadline)
         return facts
+
+    async def finalise_called(self, call_id: str, path: Path, deadline: float) -> None:
+        """An outbound call's called party has a recording of their own (the notice they
+        heard is in it: extensions.conf [ivr-outbound-answered]): its length and sha256 go
+        into the timeline (`called_recording_finalised`)."""
+        called = path.with_name(path.stem + "-called.wav")
+        if not await asyncio.to_thread(called.exists):
+            return
+        while not await asyncio.to_thread(wav_closed, called):
+            if asyncio.get_running_loop().time() > deadline:
+                await self.calls.recording_missing(call_id, str(called), "not closed in time")
+                return
+            await asyncio.sleep(0.2)
+        facts = await asyncio.to_thread(wav_facts, called)
+        await self.calls.called_recording_finalised(call_id, str(called), facts.duration,
+                                                    facts.sha256)
 
     async def wait_idle(self) -> None:
         while self._tasks:

@@ -15,6 +15,7 @@ from typing import Any
 from ivr.model import CallRecord, Disposition, Source
 from ivr.policy.callerid import normalise_number
 from ivr.policy.outcome import decide_ending
+from ivr.protection.rules_outbound import decide_outbound_ending
 from ivr.store.calls import CallStore
 
 log = logging.getLogger("ivr.calls")
@@ -57,13 +58,14 @@ class CallService:
         source: Source,
         caller_name: str | None = None,
         started_at: float | None = None,
+        direction: str = "inbound",
     ) -> bool:
         """Record a new inbound call; reporting it twice (AGI and AMI) is harmless. The caller
         number is normalised here, whoever reports it (null when withheld or unusable)."""
         at = self.clock() if started_at is None else started_at
         caller = normalise_number(caller)
         created = await self.store.ensure_call(
-            call_id, node=self.node, started_at=at, source=source.value
+            call_id, node=self.node, started_at=at, source=source.value, direction=direction
         )
         if caller is not None:
             await self.store.update(call_id, caller=caller)
@@ -111,6 +113,37 @@ class CallService:
     async def failsafe(self, call_id: str, reason: str) -> None:
         await self._event(call_id, "failsafe", reason=reason)
         await self.store.update(call_id, failsafe=1)
+
+    # ---- outbound calls (ivr/agi/outbound.py) ----
+    async def outbound_started(self, call_id: str, *, operator: str | None, did: str | None,
+                               desk: str | None, recording_path: str | None) -> None:
+        """An operator dialled out: the record is the operator's channel's; `did` is the
+        dialled number (normalised), there is no caller number."""
+        await self.call_started(call_id, caller=None, did=did, recording_path=recording_path,
+                                source=Source.CONTROLLER, direction="outbound")
+        await self.store.update(call_id, operator=operator, desk=desk)
+
+    async def outbound_decided(self, call_id: str, decision: dict[str, Any]) -> None:
+        """The outbound rule engine's answer (allowed, rule, reason, pin_may_unlock...)."""
+        await self._event(call_id, "outbound_decision", **decision)
+        await self.store.update(call_id, rule=decision.get("rule"))
+
+    async def pin_result(self, call_id: str, *, ok: bool, attempt: int, rule: str,
+                         entered: bool = True) -> None:
+        """The supervisor PIN was right or wrong (never the digits)."""
+        await self._event(call_id, "pin_unlocked" if ok else "pin_wrong", attempt=attempt,
+                          rule=rule, entered=entered)
+
+    async def called_answered(self, call_id: str, recording: str | None) -> None:
+        await self._event(call_id, "called_answered", recording=recording)
+
+    async def called_recording_finalised(self, call_id: str, path: str, duration: float,
+                                         sha256: str) -> None:
+        await self._event(call_id, "called_recording_finalised", path=path,
+                          duration=round(duration, 3), sha256=sha256)
+
+    async def dial_result(self, call_id: str, status: str, answered_time: str) -> None:
+        await self._event(call_id, "dial_result", status=status, answered_time=answered_time)
 
     # ---- the caller journey ----
     async def entry_chosen(self, call_id: str, entry: str, language: str) -> None:
@@ -210,8 +243,9 @@ class CallService:
         at = self.clock() if at is None else at
 
         def decide(record: CallRecord, events: list[dict[str, Any]]) -> dict[str, Any]:
-            ending = decide_ending(connected=record.connected_at is not None,
-                                   disposition=record.disposition, events=events)
+            ending = (decide_outbound_ending if record.direction == "outbound"
+                      else decide_ending)(connected=record.connected_at is not None,
+                                          disposition=record.disposition, events=events)
             return {"ended_at": at, "hangup_cause": cause, "hangup_by": ending.hangup_by,
                     "outcome": ending.outcome.value}
 

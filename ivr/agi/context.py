@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ivr.journey import Journey
 from ivr.notice import fallback_path
+from ivr.protection.service_outbound import OutboundService
 from ivr.protection.settings import ProtectionSettings
 from ivr.service import CallService
 
@@ -42,6 +43,8 @@ class HandlerContext:
     journey_for: Callable[[str | None], Journey | None] | None = None
     # The protection settings in force now (the store's newest version).
     protection: Callable[[], ProtectionSettings] = ProtectionSettings
+    # Outbound restrictions: the supervisor PIN and its audit (ivr/agi/outbound.py).
+    outbound: OutboundService | None = None
 
     def call_journey(self, version: str | None) -> Journey | None:
         if self.journey_for is not None:

@@ -179,7 +179,7 @@ class InboundCall:
         await self.ensure_notice(desk.notice if desk else None)
         await self.calls.disposed(self.call_id, Disposition.QUEUED, name)
         await queue_to_desk(self.agi, self.calls, self.call_id, name, desk, reason,
-                            self.decision.protection,
+                            protection=self.decision.protection,
                             limits=self.ctx.protection().limits)
 
     async def hang_up(self) -> None:

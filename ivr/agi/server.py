@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from ivr.agi import inbound, queue_result
+from ivr.agi import inbound, outbound, queue_result
 from ivr.agi import variables as var
 from ivr.agi.context import HandlerContext
 from ivr.agi.protocol import (
@@ -26,6 +26,9 @@ Handler = Callable[[AgiChannel, HandlerContext], Awaitable[None]]
 HANDLERS: dict[str, Handler] = {
     "inbound": inbound.handle,
     "queue_result": queue_result.handle,
+    "outbound": outbound.handle,
+    "outbound_answered": outbound.handle_answered,
+    "outbound_result": outbound.handle_result,
 }
 
 

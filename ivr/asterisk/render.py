@@ -98,6 +98,17 @@ def _one_line(value: Any) -> Any:
     return value
 
 
+def _emergency_numbers(config: Config) -> list[str]:
+    """From protection.yaml (checked elsewhere); the defaults if it cannot be read."""
+    from ivr.protection.settings import SettingsError, load_settings_file
+    from ivr.protection.settings_outbound import OutboundSettings
+
+    try:
+        return load_settings_file(config.protection_file).outbound.emergency
+    except (SettingsError, OSError):
+        return OutboundSettings().emergency
+
+
 def template_context(config: Config, secrets: Secrets, journey: Journey | None = None,
                      account: Account | None = None) -> dict:
     paths = AsteriskPaths(config.asterisk_dir)
@@ -125,6 +136,10 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
         "ami_secret": secrets.ami_secret,
         "trunk_match": config.trunk.match,
         "trunk_codecs": config.trunk.codecs,
+        "trunk_outbound_uri": config.trunk.outbound_uri,
+        "trunk_outbound_callerid": config.trunk.outbound_callerid,
+        # Dialled by the outbound fail-safe (controller down) and nothing else.
+        "emergency_numbers": "&".join(_emergency_numbers(config)),
         "operators": [
             {
                 "endpoint": op.endpoint,

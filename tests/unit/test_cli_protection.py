@@ -57,4 +57,7 @@ def test_block_list_unblock_and_rules(config):
     assert ivr(config, "unblock", "1", "--reason", "謝罪").output.startswith("block:1")
     assert "block:1" not in ivr(config, "blocks", "list").output
     assert "removed" in ivr(config, "blocks", "list", "--all").output
-    ivr(config, "rules", "test", "0312345678", "--outbound", code=2)
+    shown = json.loads(ivr(config, "rules", "test", "0990123456", "--outbound", "--json").output)
+    assert (shown["allowed"], shown["rule"]) == (False, "outbound:dial-q2")
+    assert "allow  rule=emergency:110" in ivr(config, "rules", "test", "110", "--operator",
+                                              "op1001").output
