@@ -21,11 +21,12 @@ _PROTECTION = {
 _queue_to_desk = inbound.queue_to_desk
 
 
-async def queue_to_desk(agi, calls, call_id, name, desk, reason, **kwargs):
+async def queue_to_desk(agi, calls, call_id, name, desk, reason, *args, **kwargs):
+    # The inbound handler passes its own protection as the 7th positional argument.
     number = await agi.get_variable("CALLERID(num)") or ""
     if number in _PROTECTION:
-        kwargs["protection"] = _PROTECTION[number]
-    await _queue_to_desk(agi, calls, call_id, name, desk, reason, **kwargs)
+        args, kwargs["protection"] = (), _PROTECTION[number]
+    await _queue_to_desk(agi, calls, call_id, name, desk, reason, *args, **kwargs)
 
 
 inbound.queue_to_desk = queue_to_desk
