@@ -206,6 +206,11 @@ def caller_answered(peer: SippPeer) -> float:
 
 
 def test_talk_limit_warning_closing_and_record(stack):
+    # The Local members list as their operators, state from the phone.
+    listed = json.loads(stack.ivr("operators", "list", "--json").stdout)["members"]
+    assert {(m["desk"], m["operator"], m["status"]) for m in listed} >= {
+        ("limited", "op1002", "not_in_use"), ("support", "op1002", "not_in_use"),
+        ("nobody", "op1001", "not_in_use")}, listed
     caller = stack.caller("0355111001", LIMITED)  # stays until Asterisk hangs up
     capture = RtpCapture(media_port(caller))
     try:
@@ -321,3 +326,7 @@ def test_failsafe_path_applies_the_default_desks_limit(stack):
         assert abs((bye - ack) - DEFAULT_LIMIT) <= TOL
     finally:
         start_controller(stack)
+    # Imported from Asterisk's CDR: the Local member's row names the operator.
+    record = by_caller(stack, "0355111005")
+    assert (record["source"], record["operator"], record["outcome"]) == \
+        ("cdr", "op1002", "answered"), record

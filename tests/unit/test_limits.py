@@ -86,8 +86,10 @@ def test_the_tightest_limit_applies_with_its_rule():
 def test_limit_events_and_outcome():
     base = {"Event": "UserEvent", "Uniqueid": "e2e-1.5", "Timestamp": "1700000000.5"}
     assert parse_event({**base, "UserEvent": "IvrTalkLimit", "End": "limit op1002 16004",
-                        "Prompt": "ja/talk_limit_closing"}) == \
-        TalkLimitReached("e2e-1.5", "op1002", "ja/talk_limit_closing", 1700000000.5)
+                        "Prompt": "ja/talk_limit_closing", "Limit": "16000", "Warning": "8000",
+                        "WarningPrompt": "ja/talk_limit_warning"}) == \
+        TalkLimitReached("e2e-1.5", "op1002", "ja/talk_limit_closing", 1700000000.5,
+                         16.0, 8.0, "ja/talk_limit_warning")
     assert parse_event({**base, "UserEvent": "IvrTimeCap", "Seconds": "30"}) == \
         IvrTimeCap("e2e-1.5", 30.0, 1700000000.5)
     agent = parse_event({"Event": "AgentConnect", "Uniqueid": "x", "Queue": "support",
