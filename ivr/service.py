@@ -263,6 +263,12 @@ class CallService:
                               prompt=chosen.get("warning_prompt") or "",
                               purpose="talk_limit_warning", mix=True)
 
+    async def announcement_mixed(self, call_id: str, prompt: str, prompt_at: float,
+                                 offset: float) -> None:
+        """An announcement Asterisk did not record was mixed into the recording file."""
+        await self._event(call_id, "announcement_mixed", prompt=prompt, prompt_at=prompt_at,
+                          offset=round(offset, 3))
+
     async def ivr_time_cap(self, call_id: str, seconds: float,
                            at: float | None = None) -> None:
         await self._event(call_id, "ivr_time_cap", at, seconds=seconds)
