@@ -330,3 +330,16 @@ def test_failsafe_path_applies_the_default_desks_limit(stack):
     record = by_caller(stack, "0355111005")
     assert (record["source"], record["operator"], record["outcome"]) == \
         ("cdr", "op1002", "answered"), record
+
+
+def test_old_pjsip_members_move_to_local_members(stack):
+    """A member Asterisk kept (astdb) from before the Local members rings the phone without
+    the limit: the controller moves it over when it connects to Asterisk."""
+    added = stack.cli("queue add member PJSIP/op1003 to limited_b penalty 0 as op1003 "
+                      "state_interface PJSIP/op1003")
+    assert "(PJSIP/op1003)" in stack.cli("queue show limited_b"), added
+    stack.stop_controller()
+    start_controller(stack)
+    wait_until(lambda: "(PJSIP/op1003)" not in stack.cli("queue show limited_b"), 20,
+               what="the old member removed")
+    assert "Local/op1003@ivr-member/n" in stack.cli("queue show limited_b")
