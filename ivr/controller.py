@@ -23,6 +23,7 @@ from ivr.config import Config
 from ivr.credentials import Secrets
 from ivr.journey import Journey, JourneyError
 from ivr.model import CallRecord
+from ivr.operators import OperatorService
 from ivr.protection.service_blocks import BlockService
 from ivr.protection.service_features import FeatureService
 from ivr.protection.service_outbound import OutboundService
@@ -235,12 +236,23 @@ class Controller:
                         await self.calls.hung_up(record.id, 0, "channel gone while unobserved")
                 for call_id, channel in live.items():
                     await self._adopt(call_id, channel)
+                await self._migrate_members()
             imported = await import_missed_calls(self.asterisk_paths.cdr_csv, self.calls,
                                                   node=self.node)
             for call_id in imported:
                 record = await self.calls.get(call_id)
                 if record is not None:
                     self.finaliser.schedule(record.id, record.recording_path)
+
+    async def _migrate_members(self) -> None:
+        """Operators logged in as `PJSIP/<op>` before the Local members (astdb) move over."""
+        service = OperatorService(self.ami.action, self.calls, self.journey,
+                                  [o.endpoint for o in self.config.operators])
+        try:
+            for desk, operator in await service.migrate_legacy_members():
+                log.info("event=member_migrated desk=%s operator=%s", desk, operator)
+        except AmiError as exc:
+            log.warning("event=member_migration_skipped reason=%s", exc)
 
     async def _adopt(self, call_id: str, channel: dict[str, str]) -> None:
         if await self.calls.is_known(call_id):

@@ -146,6 +146,32 @@ class OperatorService:
         await self.calls.operator_action(operator, None, "pause" if paused else "unpause",
                                          detail=reason, by_whom=by_whom)
 
+    async def migrate_legacy_members(self) -> list[tuple[str, str]]:
+        """Members Asterisk's astdb kept from before the Local members (`PJSIP/<op>`) become
+        `Local/<op>@ivr-member/n`, paused as they were: only the Local member has the
+        talk-time limit and the ring display. Returns the (desk, operator) pairs moved."""
+        response = await self.action({"Action": "QueueStatus"}, as_list=True)
+        moved = []
+        for item in response if isinstance(response, list) else [response]:
+            location = item.get("Location") or ""
+            operator = member_operator(location)
+            if item.get("Event") != "QueueMember" or location != legacy_interface(operator) \
+                    or operator not in self.operators:
+                continue
+            desk = item.get("Queue", "")
+            added = await self.action({
+                "Action": "QueueAdd", "Queue": desk, "Interface": interface(operator),
+                "MemberName": operator, "StateInterface": state_interface(operator),
+                "Paused": "true" if item.get("Paused") == "1" else "false",
+                "Reason": item.get("PausedReason", ""),
+            }, as_list=False)
+            if not _ok(added) and "Already there" not in _message(added):
+                continue  # keep the old member rather than leave the operator out
+            await self.action({"Action": "QueueRemove", "Queue": desk,
+                               "Interface": location}, as_list=False)
+            moved.append((desk, operator))
+        return moved
+
     async def members(self) -> list[MemberState]:
         response = await self.action({"Action": "QueueStatus"}, as_list=True)
         items = response if isinstance(response, list) else [response]

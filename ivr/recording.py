@@ -102,15 +102,21 @@ class RecordingFinaliser:
             zero = record.started_at if record is not None else None
         if zero is None:
             return
-        for event in await self.calls.events(call_id):
+        events = await self.calls.events(call_id)
+        # Once only: a finalisation cut short (controller stopped) runs again at start-up.
+        done = {(e["data"] or {}).get("prompt_at") for e in events
+                if e["kind"] == "announcement_mixed"}
+        for event in events:
             data = event.get("data") or {}
-            if event["kind"] != "announcement" or not data.get("mix"):
+            if event["kind"] != "announcement" or not data.get("mix") or event["at"] in done:
                 continue
             prompt = str(data.get("prompt") or "")
             wav = self.prompts_dir / f"{prompt}.wav"
             try:
-                await asyncio.to_thread(recording_timeline.mix_in, path, wav,
-                                        event["at"] - zero)
+                if await asyncio.to_thread(recording_timeline.mix_in, path, wav,
+                                           event["at"] - zero):
+                    await self.calls.announcement_mixed(call_id, prompt, event["at"],
+                                                        event["at"] - zero)
             except (OSError, ValueError) as err:
                 log.error("event=recording_problem call_id=%s path=%s problem=%s",
                           call_id, path, f"announcement {prompt} not mixed in: {err}")

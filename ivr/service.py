@@ -273,10 +273,19 @@ class CallService:
         await self.store.update(call_id, talk_limit=limit)
 
     async def talk_limit_reached(self, call_id: str, operator: str, closing_prompt: str,
-                                 at: float | None = None) -> None:
+                                 at: float | None = None,
+                                 applied: tuple[float | None, float, str] | None = None) -> None:
         """Dial's limit ended the talk; the caller hears the closing on their own channel
         (recorded by MixMonitor itself). The warning Dial played is heard but not recorded:
-        its announcement event asks the finaliser to mix the prompt in at its time."""
+        its announcement event asks the finaliser to mix the prompt in at its time.
+        applied: (limit, warning, warning prompt) as the dialplan reported them, for a call
+        the controller set no limit on (the fail-safe path: the default desk's)."""
+        events = await self.store.events(call_id)
+        if applied is not None and applied[0] and not any(
+                e["kind"] == "talk_limit_set" for e in events):
+            limit, warning, warning_prompt = applied
+            await self.talk_limit_set(call_id, "", limit, warning, "dialplan",
+                                      warning_prompt=warning_prompt)
         at = await self._event(call_id, "talk_limit_reached", at, operator=operator)
         await self.limit_warning_heard(call_id, until=at)
         await self._event(call_id, "announcement", at, prompt=closing_prompt,
@@ -301,6 +310,12 @@ class CallService:
             await self._event(call_id, "announcement", warned_at,
                               prompt=chosen.get("warning_prompt") or "",
                               purpose="talk_limit_warning", mix=True)
+
+    async def announcement_mixed(self, call_id: str, prompt: str, prompt_at: float,
+                                 offset: float) -> None:
+        """An announcement Asterisk did not record was mixed into the recording file."""
+        await self._event(call_id, "announcement_mixed", prompt=prompt, prompt_at=prompt_at,
+                          offset=round(offset, 3))
 
     async def ivr_time_cap(self, call_id: str, seconds: float,
                            at: float | None = None) -> None:

@@ -180,6 +180,9 @@ class TalkLimitReached:
     operator: str
     prompt: str
     at: float | None = None
+    limit: float | None = None  # seconds, as the dialplan applied it
+    warning: float | None = None
+    warning_prompt: str = ""
 
 
 @dataclass(frozen=True)
@@ -261,7 +264,10 @@ def _user_event(kind: str, msg: Mapping[str, Any]) -> AmiEvent | None:
     if kind == "IvrTalkLimit":
         # End: "limit <operator> <answered ms>" from [ivr-member] (operator names filtered).
         parts = get("End").split()
-        return TalkLimitReached(call_id, parts[1] if len(parts) > 1 else "", get("Prompt"))
+        return TalkLimitReached(call_id, parts[1] if len(parts) > 1 else "", get("Prompt"),
+                                limit=_int(get("Limit")) / 1000 or None,
+                                warning=_int(get("Warning")) / 1000 or None,
+                                warning_prompt=get("WarningPrompt"))
     if kind == "IvrTimeCap":
         return IvrTimeCap(call_id, float(_int(get("Seconds"))))
     if kind == "IvrQueueResult":

@@ -63,7 +63,9 @@ class CallTracker:
                     await self.calls.limit_warning_heard(call_id, until=at or time.time())
             case ev.TalkLimitReached(call_id=call_id, operator=operator, prompt=prompt, at=at):
                 if await self.calls.is_known(call_id):
-                    await self.calls.talk_limit_reached(call_id, operator, prompt, at)
+                    await self.calls.talk_limit_reached(
+                        call_id, operator, prompt, at, applied=(
+                            event.limit, event.warning or 0.0, event.warning_prompt))
             case ev.IvrTimeCap(call_id=call_id, seconds=seconds, at=at):
                 if await self.calls.is_known(call_id):
                     await self.calls.ivr_time_cap(call_id, seconds, at)

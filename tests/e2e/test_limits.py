@@ -206,6 +206,11 @@ def caller_answered(peer: SippPeer) -> float:
 
 
 def test_talk_limit_warning_closing_and_record(stack):
+    # The Local members list as their operators, state from the phone.
+    listed = json.loads(stack.ivr("operators", "list", "--json").stdout)["members"]
+    assert {(m["desk"], m["operator"], m["status"]) for m in listed} >= {
+        ("limited", "op1002", "not_in_use"), ("support", "op1002", "not_in_use"),
+        ("nobody", "op1001", "not_in_use")}, listed
     caller = stack.caller("0355111001", LIMITED)  # stays until Asterisk hangs up
     capture = RtpCapture(media_port(caller))
     try:
@@ -321,3 +326,20 @@ def test_failsafe_path_applies_the_default_desks_limit(stack):
         assert abs((bye - ack) - DEFAULT_LIMIT) <= TOL
     finally:
         start_controller(stack)
+    # Imported from Asterisk's CDR: the Local member's row names the operator.
+    record = by_caller(stack, "0355111005")
+    assert (record["source"], record["operator"], record["outcome"]) == \
+        ("cdr", "op1002", "answered"), record
+
+
+def test_old_pjsip_members_move_to_local_members(stack):
+    """A member Asterisk kept (astdb) from before the Local members rings the phone without
+    the limit: the controller moves it over when it connects to Asterisk."""
+    added = stack.cli("queue add member PJSIP/op1003 to limited_b penalty 0 as op1003 "
+                      "state_interface PJSIP/op1003")
+    assert "(PJSIP/op1003)" in stack.cli("queue show limited_b"), added
+    stack.stop_controller()
+    start_controller(stack)
+    wait_until(lambda: "(PJSIP/op1003)" not in stack.cli("queue show limited_b"), 20,
+               what="the old member removed")
+    assert "Local/op1003@ivr-member/n" in stack.cli("queue show limited_b")

@@ -86,8 +86,10 @@ def test_the_tightest_limit_applies_with_its_rule():
 def test_limit_events_and_outcome():
     base = {"Event": "UserEvent", "Uniqueid": "e2e-1.5", "Timestamp": "1700000000.5"}
     assert parse_event({**base, "UserEvent": "IvrTalkLimit", "End": "limit op1002 16004",
-                        "Prompt": "ja/talk_limit_closing"}) == \
-        TalkLimitReached("e2e-1.5", "op1002", "ja/talk_limit_closing", 1700000000.5)
+                        "Prompt": "ja/talk_limit_closing", "Limit": "16000", "Warning": "8000",
+                        "WarningPrompt": "ja/talk_limit_warning"}) == \
+        TalkLimitReached("e2e-1.5", "op1002", "ja/talk_limit_closing", 1700000000.5,
+                         16.0, 8.0, "ja/talk_limit_warning")
     assert parse_event({**base, "UserEvent": "IvrTimeCap", "Seconds": "30"}) == \
         IvrTimeCap("e2e-1.5", 30.0, 1700000000.5)
     agent = parse_event({"Event": "AgentConnect", "Uniqueid": "x", "Queue": "support",
@@ -174,3 +176,31 @@ def test_a_prompt_is_mixed_into_the_recording_at_its_time(tmp_path):
         assert (data[:32000] == 100).all() and (data[32000:40000] == 1100).all()
         assert (data[40000:] == 100).all()
     assert not mix_in(recording, prompt, 12.0)  # after the end: nothing to do
+
+
+def test_members_kept_from_before_move_to_local_members():
+    sent: list[dict] = []
+
+    async def action(request, as_list=False):
+        sent.append(request)
+        if request["Action"] == "QueueStatus":
+            return [{"Event": "QueueMember", "Queue": "support", "Name": "op1002",
+                     "Location": "PJSIP/op1002", "Paused": "1", "PausedReason": "lunch"},
+                    {"Event": "QueueMember", "Queue": "support", "Name": "op1001",
+                     "Location": "Local/op1001@ivr-member/n", "Paused": "0"},
+                    {"Event": "QueueMember", "Queue": "support", "Name": "stranger",
+                     "Location": "PJSIP/stranger", "Paused": "0"}]
+        return {"Response": "Success"}
+
+    class Calls:
+        async def operator_action(self, *args, **kwargs):
+            pass
+
+    journey = SimpleNamespace(desks={"support": SimpleNamespace(members=["op1001", "op1002"])})
+    service = OperatorService(action, Calls(), journey, ["op1001", "op1002"])
+    assert asyncio.run(service.migrate_legacy_members()) == [("support", "op1002")]
+    assert sent[1] == {"Action": "QueueAdd", "Queue": "support",
+                       "Interface": "Local/op1002@ivr-member/n", "MemberName": "op1002",
+                       "StateInterface": "PJSIP/op1002", "Paused": "true", "Reason": "lunch"}
+    assert sent[2] == {"Action": "QueueRemove", "Queue": "support", "Interface": "PJSIP/op1002"}
+    assert len(sent) == 3
