@@ -16,7 +16,7 @@ from ivr.agi.server import AgiServer
 from ivr.ami.client import AmiClient, AmiError
 from ivr.ami.tracker import CallTracker
 from ivr.asterisk.process import asterisk_cli
-from ivr.asterisk.render import AsteriskPaths, render_asterisk_config
+from ivr.asterisk.render import AsteriskPaths, asterisk_protection, render_asterisk_config
 from ivr.audio.prompts import PromptEngineError
 from ivr.cdr_import import import_missed_calls
 from ivr.config import Config
@@ -30,7 +30,7 @@ from ivr.protection.service_outbound import OutboundService
 from ivr.protection.service_rules import RulesService
 from ivr.protection.service_settings import Actor, KnownNames, SettingsService
 from ivr.protection.service_tokens import TokenService
-from ivr.protection.settings import SettingsError, load_settings_file
+from ivr.protection.settings import ProtectionSettings, SettingsError, load_settings_file
 from ivr.protection.store_audit import AuditStore
 from ivr.protection.store_blocks import BlockStore
 from ivr.protection.store_settings import SettingsStore
@@ -94,6 +94,10 @@ class Controller:
         # The file's settings were checked by `ivr setup`/`ivr run` before we got here.
         await self.settings.sync_file(self.load_protection(), FILE_ACTOR)
         await self.settings.start_polling()
+        # `ivr run` rendered Asterisk's files from protection.yaml; a version changed since
+        # through the CLI/API (or on another node) is what is in force: render that.
+        self._asterisk_protection = asterisk_protection(self.config, self.load_protection())
+        self.settings.on_change.append(self._protection_changed)
         self.blocks = BlockService(BlockStore(self.db), self.audit,
                                    country=self.settings.current().numbers.country_code,
                                    entries=set(self.journey.entries))
@@ -131,6 +135,7 @@ class Controller:
             self.finaliser.schedule(record.id, record.recording_path)
         await self.agi.start()
         await self.ami.start()
+        await self._protection_changed(self.settings.current())
         self._write_state(time.time(), ok=True, errors=[])
 
     def known_names(self) -> KnownNames:
@@ -165,6 +170,9 @@ class Controller:
         self.journey = journey
         self._keep_journey(journey)
         await self.settings.sync_file(protection, FILE_ACTOR)
+        # The check above rendered protection.yaml; a version newer than the file (CLI/API)
+        # stays in force: render what is.
+        await self._protection_changed(self.settings.current(), rendered_from_file=True)
         self.blocks.entries = set(journey.entries)
         await self._reload_features()
         try:
@@ -177,6 +185,34 @@ class Controller:
                  journey_version(journey), len(journey.desks), len(journey.menus),
                  len(journey.entries))
         return True
+
+    async def _protection_changed(self, settings: ProtectionSettings, *,
+                                  rendered_from_file: bool = False) -> None:
+        """Settings in force changed (file, CLI, API, another node): what Asterisk holds of
+        them (feature codes, the fail-safe's limits, emergency numbers) is rendered again and
+        reloaded; the rest applies to the next call by itself."""
+        wanted = asterisk_protection(self.config, settings)
+        if wanted == self._asterisk_protection and not rendered_from_file:
+            return
+        try:
+            await asyncio.to_thread(render_asterisk_config, self.config, self.secrets,
+                                    self.journey, settings)
+        except (ValueError, OSError) as exc:
+            log.error("event=protection_render_failed error=%r", str(exc))
+            return
+        if wanted != self._asterisk_protection:
+            self._asterisk_protection = wanted
+            await self._reload_features()
+            await self._asterisk_cli("dialplan reload")
+
+    async def _asterisk_cli(self, command: str) -> None:
+        try:
+            out = await asyncio.to_thread(asterisk_cli, self.asterisk_paths,
+                                          self.config.data_dir, command)
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.warning("event=asterisk_cli_failed command=%r error=%s", command, exc)
+            return
+        log.info("event=asterisk_cli command=%r result=%r", command, out.strip()[:200])
 
     async def _reload_features(self) -> None:
         """Feature codes (features.conf, just rendered) apply to calls connected from now on.

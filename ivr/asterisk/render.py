@@ -17,7 +17,7 @@ from ivr.credentials import Secrets
 from ivr.journey import Desk, Journey
 from ivr.notice import failsafe_notice_languages, fallback_path
 from ivr.protection.rules_limits import talk_limit
-from ivr.protection.settings import load_settings_file
+from ivr.protection.settings import ProtectionSettings, load_settings_file
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "asterisk"
 
@@ -98,19 +98,13 @@ def _one_line(value: Any) -> Any:
     return value
 
 
-def _emergency_numbers(config: Config) -> list[str]:
-    """From protection.yaml (checked elsewhere); the defaults if it cannot be read."""
-    from ivr.protection.settings import SettingsError, load_settings_file
-    from ivr.protection.settings_outbound import OutboundSettings
-
-    try:
-        return load_settings_file(config.protection_file).outbound.emergency
-    except (SettingsError, OSError):
-        return OutboundSettings().emergency
-
-
 def template_context(config: Config, secrets: Secrets, journey: Journey | None = None,
-                     account: Account | None = None) -> dict:
+                     account: Account | None = None,
+                     protection: ProtectionSettings | None = None) -> dict:
+    """`protection`: the settings in force (the store's newest version, from the controller);
+    protection.yaml when not given (set-up, before any version is stored)."""
+    if protection is None:
+        protection = load_settings_file(config.protection_file)
     paths = AsteriskPaths(config.asterisk_dir)
     desk = config.desk
     return {
@@ -139,7 +133,7 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
         "trunk_outbound_uri": config.trunk.outbound_uri,
         "trunk_outbound_callerid": config.trunk.outbound_callerid,
         # Dialled by the outbound fail-safe (controller down) and nothing else.
-        "emergency_numbers": "&".join(_emergency_numbers(config)),
+        "emergency_numbers": "&".join(protection.outbound.emergency),
         "operators": [
             {
                 "endpoint": op.endpoint,
@@ -168,16 +162,26 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
                          journey.desks else Desk()).max_wait,
         "split_legs": config.recording.split_legs,
         "desks": desk_context(journey, desk.default),
-        # Operator feature codes: protection.yaml's `features`, checked like the rest of it.
-        "feature_codes": load_settings_file(config.protection_file).features.applicationmap(),
-        **limit_globals(config),
+        # Operator feature codes ([applicationmap]), from the settings in force.
+        "feature_codes": protection.features.applicationmap(),
+        **limit_globals(config, protection),
     }
 
 
-def limit_globals(config: Config) -> dict:
-    """The fail-safe's call-time limits: the default desk's (protection.yaml, limits); the
-    controller sets each call's own. A bad file fails the render (SettingsError)."""
-    limits = load_settings_file(config.protection_file).limits
+def asterisk_protection(config: Config, protection: ProtectionSettings) -> tuple:
+    """What of the protection settings is written into Asterisk's files: when this changes,
+    the controller renders again and reloads features and the dialplan."""
+    return (tuple(protection.outbound.emergency),
+            tuple(tuple(sorted(entry.items())) for entry in protection.features.applicationmap()),
+            tuple(sorted(limit_globals(config, protection).items())))
+
+
+def limit_globals(config: Config, protection: ProtectionSettings | None = None) -> dict:
+    """The fail-safe's call-time limits: the default desk's (protection settings, limits);
+    the controller sets each call's own. A bad file fails the render (SettingsError)."""
+    if protection is None:
+        protection = load_settings_file(config.protection_file)
+    limits = protection.limits
     chosen = talk_limit(limits, config.desk.default)
     return {
         "talk_limit_ms": chosen.limit_ms,
@@ -190,7 +194,8 @@ def limit_globals(config: Config) -> dict:
 
 
 def render_asterisk_config(
-    config: Config, secrets: Secrets, journey: Journey | None = None
+    config: Config, secrets: Secrets, journey: Journey | None = None,
+    protection: ProtectionSettings | None = None,
 ) -> AsteriskPaths:
     """Write every template (0640, group asterisk: it holds secrets), then set the data
     folder's owners and modes (account.py)."""
@@ -207,7 +212,7 @@ def render_asterisk_config(
         finalize=_one_line,
     )
     account = asterisk_account(config)
-    context = template_context(config, secrets, journey, account)
+    context = template_context(config, secrets, journey, account, protection)
     # Every file rendered before any is written: a refused value leaves the old set whole.
     texts = {template.name.removesuffix(".j2"): env.get_template(template.name).render(context)
              for template in sorted(TEMPLATE_DIR.glob("*.conf.j2"))}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -92,6 +93,7 @@ class SettingsService:
         self._lock = asyncio.Lock()
         self._poller: asyncio.Task | None = None
         self.on_change: list[Callable[[ProtectionSettings], Awaitable[None] | None]] = []
+        self._listening: set[asyncio.Future] = set()
 
     # ---- in force ----
     def current(self) -> ProtectionSettings:
@@ -122,9 +124,26 @@ class SettingsService:
             log.error("event=settings_version_invalid version=%d problems=%r", version.id,
                       str(exc))
             return
+        changed = settings != self._settings
         self._settings, self._version = settings, version.id
         log.info("event=settings_in_force version=%d source=%s actor=%s", version.id,
                  version.source, version.actor)
+        if changed:
+            self._notify(settings)
+
+    def _notify(self, settings: ProtectionSettings) -> None:
+        """Tell the listeners (the controller re-renders Asterisk's share of the settings);
+        a listener's failure is logged, never the caller's problem."""
+        for listener in self.on_change:
+            try:
+                result = listener(settings)
+            except Exception:
+                log.exception("event=settings_listener_failed")
+                continue
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                self._listening.add(task)
+                task.add_done_callback(self._listening.discard)
 
     async def start_polling(self, every: float = POLL_SECONDS) -> None:
         await self.refresh()

@@ -146,3 +146,27 @@ def test_block_and_setting_changed_over_http_apply_to_the_next_calls(stack):
     assert "default" not in (patched["before"] or {}).get("entries", {})
     # The CLI reads the same log.
     assert wait_until(lambda: "block.add" in stack.ivr("audit").stdout, 5, what="CLI audit")
+
+
+def test_feature_code_changed_over_http_reaches_asterisk_without_reload(stack):
+    """What Asterisk holds of the settings (features.conf's [applicationmap]) follows a change
+    made through the API: Asterisk's own `features show` is the witness."""
+    def flag_line() -> str:
+        return next((line for line in stack.cli("features show").splitlines()
+                     if "ivr_flag" in line), "")
+
+    admin = make_token(stack, "e2e-admin3", "admin")
+    assert "*1" in flag_line(), stack.cli("features show")
+    status, _ = http(stack, "PATCH", "/api/v1/settings/features", admin,
+                     {"codes": {"flag": "#7"}})
+    assert status == 200
+    wait_until(lambda: "#7" in flag_line(), 10, what="#7 in features show")
+    status, error = http(stack, "PATCH", "/api/v1/settings/features", admin,
+                         {"codes": {"flag": "*2"}})  # the notice's code: refused
+    assert status == 422 and error["error"]["field"].startswith("features.codes"), error
+    time.sleep(1.5)
+    assert "#7" in flag_line(), flag_line()
+    status, _ = http(stack, "PATCH", "/api/v1/settings/features", admin,
+                     {"codes": {"flag": "*1"}})
+    assert status == 200
+    wait_until(lambda: "*1" in flag_line(), 10, what="*1 back in features show")
