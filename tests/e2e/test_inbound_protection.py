@@ -26,7 +26,7 @@ from tests.e2e.conftest import make_stack
 from tests.e2e.journey_helpers import seconds, ts
 from tests.e2e.sniff import RtpSniffer, media_port
 from tests.e2e.stack import SippPeer, Stack, example_journey
-from tests.e2e.xcorr import find
+from tests.e2e.xcorr import find, find_in_pieces
 
 BLK, WH_ALLOW, WH_REFUSE, WH_DESK, REP = (f"050111800{i}" for i in range(5))
 ALERT = "<urn:alert:service:normal>"
@@ -131,30 +131,6 @@ def template(stack: Stack, prompt: str) -> np.ndarray:
     return audio.samples[:(int(np.nonzero(levels > -40)[0][-1]) + 1) * 80]
 
 
-def found_in(signal: np.ndarray, prompt: np.ndarray, min_median: float,
-             piece_peak: float = 0.8, piece: float = 1.0) -> tuple[float, float, int]:
-    """Where the whole prompt is in a recording, piece by piece (1 s each): under a burst of
-    calls the recorder loses a frame here and there (measured: up to ~0.1 s of drift and
-    100 ms holes in a 16 s prompt), which spoils one long correlation but not most pieces.
-    Three in four pieces must be found (peak >= piece_peak, 0.2 above anything else) within
-    0.2 s of each other, and the median piece at least min_median. (offset s, median peak,
-    pieces missed)"""
-    step = int(piece * 8000)
-    offsets, peaks, missed = [], [], 0
-    starts = range(0, max(1, len(prompt) - step // 2), step)
-    for i in starts:
-        m = find(signal, prompt[i:i + step])
-        peaks.append(m.peak)
-        if m.peak >= piece_peak and m.peak - m.runner_up >= 0.2:
-            offsets.append(m.start - i / 8000)
-        else:
-            missed += 1
-    assert missed <= len(starts) // 4, (missed, len(starts), np.round(peaks, 2))
-    assert max(offsets) - min(offsets) < 0.2, np.round(offsets, 3)
-    assert float(np.median(peaks)) >= min_median, np.round(peaks, 2)
-    return float(np.median(offsets)), float(np.median(peaks)), missed
-
-
 def assert_refused(stack: Stack, sniffer: RtpSniffer, caller: SippPeer, record: dict,
                    rule: str, prompt: str, from_user: str) -> dict:
     """Refused as seen from outside: BYE from Asterisk, no operator rang, the prompt on the
@@ -181,9 +157,9 @@ def assert_refused(stack: Stack, sniffer: RtpSniffer, caller: SippPeer, record: 
     # caller kept talking). Piece by piece: under load the recorder may slip a 20 ms frame.
     path = Path(record["recording_path"])
     tx = read_wav(path.with_name(path.stem + "-tx.wav")).samples
-    leg_at, leg_peak, leg_missed = found_in(tx, template(stack, prompt), MIN_PEAK)
+    leg_at, leg_peak, leg_missed = find_in_pieces(tx, template(stack, prompt), MIN_PEAK)
     # The caller's own speech is mixed in: lower peaks, same place.
-    mix_at, mix_peak, _ = found_in(read_wav(path).samples, template(stack, prompt), 0.7, 0.5)
+    mix_at, mix_peak, _ = find_in_pieces(read_wav(path).samples, template(stack, prompt), 0.7, 0.5)
     assert abs(mix_at - leg_at) < 0.1, (mix_at, leg_at)
     # The record names the prompt and when it began; the wire agrees.
     events = [e for e in record["events"] if e["kind"] == "prompt"
