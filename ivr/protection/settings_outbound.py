@@ -18,56 +18,24 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ivr.protection import patterns
+
 Action = Literal["allow", "deny"]
 
 RULE_ID = r"^[a-z][a-z0-9_-]{0,39}$"
 MAX_PATTERN = 40
 _DIALABLE = re.compile(r"^[0-9+*#]{1,32}$")
-_CLASS = re.compile(r"^\[([0-9](?:-[0-9])?)+\]")
 
 
 def compile_pattern(text: str) -> re.Pattern[str]:
-    """An Asterisk extension pattern as an anchored regex, built piece by piece.
-
-    `_` starts it; X = 0-9, Z = 1-9, N = 2-9, `[1-5]`/`[135]` a digit class, `.` one or more
-    further characters, `!` zero or more; digits, `+`, `*`, `#` stand for themselves.
-    ValueError names what is wrong."""
+    """An Asterisk extension pattern (`_0990XXXXXX`) as a regex we build ourselves: the same
+    notation and translation as block-list patterns (ivr/protection/patterns.py); use it with
+    fullmatch. ValueError names what is wrong."""
     if not text.startswith("_"):
         raise ValueError("a pattern starts with '_' (Asterisk's notation, e.g. _0990XXXXXX)")
     if len(text) > MAX_PATTERN:
         raise ValueError(f"a pattern has at most {MAX_PATTERN} characters")
-    body = text[1:]
-    if not body:
-        raise ValueError("an empty pattern matches nothing")
-    out: list[str] = []
-    i = 0
-    while i < len(body):
-        ch = body[i]
-        if ch in "0123456789+*#":
-            out.append(re.escape(ch))
-        elif ch in "xX":
-            out.append("[0-9]")
-        elif ch in "zZ":
-            out.append("[1-9]")
-        elif ch in "nN":
-            out.append("[2-9]")
-        elif ch == "[":
-            match = _CLASS.match(body[i:])
-            if match is None:
-                raise ValueError(f"bad digit class at {body[i:i + 8]!r} (use e.g. [1-5] or [135])")
-            inner = match.group(0)[1:-1]
-            out.append("[" + "".join(c for c in inner if c in "0123456789-") + "]")
-            i += len(match.group(0))
-            continue
-        elif ch in ".!":
-            if i != len(body) - 1:
-                raise ValueError(f"'{ch}' may only end a pattern")
-            out.append("[0-9+*#]+" if ch == "." else "[0-9+*#]*")
-        else:
-            raise ValueError(f"{ch!r} is not allowed in a pattern (digits, + * #, X Z N, "
-                             "[..], a final . or !)")
-        i += 1
-    return re.compile("".join(out))
+    return patterns.compile_pattern(patterns.canonical_pattern(text))
 
 
 class Scope(BaseModel):
