@@ -36,7 +36,8 @@ def main() -> None:
     """Contact-centre IVR routing server on Asterisk 22.
 
     Every customer call is recorded from the first moment, hears the recording notice in
-    full, and only then rings an operator's phone.
+    full, and only then rings an operator's phone. Restrictions (block, rules), call-time
+    limits and feature codes protect the operators (protection.yaml, settings, audit).
     """
     # Nothing the server writes (database, secrets, rendered configuration) is for others.
     os.umask(0o027)
