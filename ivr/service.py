@@ -128,6 +128,10 @@ class CallService:
         await self._event(call_id, "outbound_decision", **decision)
         await self.store.update(call_id, rule=decision.get("rule"))
 
+    async def pin_locked(self, call_id: str, operator: str) -> None:
+        """The PIN was not offered: too many calls ended on a wrong PIN lately."""
+        await self._event(call_id, "pin_locked", operator=operator)
+
     async def pin_result(self, call_id: str, *, ok: bool, attempt: int, rule: str,
                          entered: bool = True) -> None:
         """The supervisor PIN was right or wrong (never the digits)."""

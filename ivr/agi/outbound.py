@@ -15,6 +15,7 @@ number is the dialplan's FILTERed IVR_OUT_NUMBER, which is also exactly what is 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from ivr.agi import variables as var
 from ivr.agi.context import HandlerContext
@@ -57,11 +58,20 @@ async def handle(agi: AgiChannel, ctx: HandlerContext) -> None:
     if decision.allowed:
         await _dial(agi, ctx, call_id, raw, decision)
     elif (decision.pin_may_unlock and ctx.outbound is not None
-          and await asyncio.to_thread(ctx.outbound.pin_is_set)):
+          and await asyncio.to_thread(ctx.outbound.pin_is_set)
+          and not await _pin_locked(ctx, call_id, operator or "")):
         if await _unlock(agi, ctx, call_id, operator or "", raw, decision, settings):
             await _dial(agi, ctx, call_id, raw, decision)
     else:
         await _refuse(agi, ctx, call_id, decision.reason)
+
+
+async def _pin_locked(ctx: HandlerContext, call_id: str, operator: str) -> bool:
+    assert ctx.outbound is not None
+    locked = await ctx.outbound.pin_locked(operator, time.time())
+    if locked:
+        await ctx.calls.pin_locked(call_id, operator)
+    return locked
 
 
 async def _dial(agi: AgiChannel, ctx: HandlerContext, call_id: str, raw: str,

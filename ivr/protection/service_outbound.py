@@ -23,6 +23,11 @@ from ivr.protection.rules_outbound import OutboundDecision
 from ivr.protection.store_audit import AuditStore
 
 PIN_FORMAT = re.compile(r"^[0-9]{4,12}$")
+# Guessing across calls: after this many calls refused for a wrong PIN within the window,
+# the operator's phone is not offered the PIN any more (the call is denied as by its rule)
+# until the window has passed. A 4-digit PIN is otherwise found by redialling.
+PIN_LOCK_CALLS = 3
+PIN_LOCK_WINDOW = 3600.0
 # scrypt with n=2**14, r=8, p=1: about 16 MB and a few tens of ms per check.
 _N, _R, _P = 1 << 14, 8, 1
 
@@ -77,6 +82,13 @@ class OutboundService:
 
     def check_pin(self, pin: str) -> bool:
         return verify_pin(pin, stored_pin_hash(self.secrets_path))
+
+    async def pin_locked(self, operator: str, now: float) -> bool:
+        """Too many calls from this operator ended on a wrong PIN lately (the audit log is
+        the memory: it is shared by every node)."""
+        refused = await self.audit.list(since=now - PIN_LOCK_WINDOW, actor=operator,
+                                        action="outbound.pin_refused", limit=PIN_LOCK_CALLS)
+        return len(refused) >= PIN_LOCK_CALLS
 
     async def unlocked(self, *, operator: str, call_id: str, number: str,
                        decision: OutboundDecision) -> None:

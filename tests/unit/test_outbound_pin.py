@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,24 @@ async def test_cdr_import_keeps_outbound_calls_outbound(tmp_path):
         refused = await service.get("ivr1-7.0")
         assert (refused.direction, refused.outcome, refused.operator) == (
             "outbound", "refused", "op1002")
+
+
+async def test_pin_locks_after_repeated_wrong_calls_and_opens_after_the_window(tmp_path):
+    """Guessing by redialling: three calls refused for a wrong PIN within the hour lock the
+    operator's PIN prompt; another operator, and the same one an hour later, are not locked."""
+    from ivr.protection.service_outbound import PIN_LOCK_CALLS, PIN_LOCK_WINDOW, OutboundService
+    from ivr.protection.store_audit import AuditStore
+    from ivr.store import Database
+
+    async with Database(f"sqlite+aiosqlite:///{tmp_path / 'a.sqlite3'}") as db:
+        service = OutboundService(tmp_path / "secrets.toml", AuditStore(db))
+        for i in range(PIN_LOCK_CALLS - 1):
+            await service.pin_refused(operator="op1001", call_id=f"c{i}", rule="outbound:intl",
+                                      attempts=3)
+        now = time.time()
+        assert not await service.pin_locked("op1001", now)
+        await service.pin_refused(operator="op1001", call_id="c9", rule="outbound:intl",
+                                  attempts=3)
+        assert await service.pin_locked("op1001", now + 1)
+        assert not await service.pin_locked("op1002", now + 1)
+        assert not await service.pin_locked("op1001", now + PIN_LOCK_WINDOW + 60)
