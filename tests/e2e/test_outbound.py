@@ -16,6 +16,7 @@ received (tests/e2e/rtp_peer.py), all on one stack, the four calls at once.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import socket
@@ -29,6 +30,9 @@ import pytest
 import yaml
 
 from ivr.audio.wav import frame_levels_dbfs, read_wav
+from ivr.protection.service_outbound import PIN_LOCK_CALLS, OutboundService
+from ivr.protection.store_audit import AuditStore
+from ivr.store import Database
 from tests.e2e.conftest import make_stack
 from tests.e2e.journey_helpers import ts
 from tests.e2e.rtp_peer import RtpPeer, audio_packets, pcm
@@ -334,6 +338,36 @@ def test_pin_unlocks_one_call_audited_never_logged(stack, calls):
     assert PIN not in (stack.data / "secrets.toml").read_text()
     assert PIN not in (stack.data / "asterisk" / "log" / "messages.log").read_text(
         errors="replace")
+
+
+def test_pin_not_offered_after_repeated_wrong_calls(stack, calls):
+    """Guessing by redialling: with 3 calls of op1001 refused for a wrong PIN in the last
+    hour (seeded as the audit log keeps them), the next PIN-unlockable call is refused at
+    once; the operator never hears the PIN request and the carrier never gets the INVITE."""
+    async def seed() -> None:
+        async with Database(f"sqlite+aiosqlite:///{stack.data / 'ivr.sqlite3'}") as db:
+            service = OutboundService(stack.data / "secrets.toml", AuditStore(db))
+            for i in range(PIN_LOCK_CALLS):
+                await service.pin_refused(operator="op1001", call_id=f"seed-{i}",
+                                          rule="outbound:intl", attempts=3)
+
+    asyncio.run(seed())
+    peer, media = dial(stack, "op1001", "+15557654321", hold=None)
+    try:
+        result = peer.wait(120)
+        assert result.returncode == 0, (result.workdir / "screen.log").read_text()[-3000:]
+        heard = pcm(audio_packets(media.all_packets()))
+    finally:
+        media.close()
+    assert "+15557654321" not in stack.carrier.invites()
+    record = record_for(stack, "op1001", "01015557654321")
+    assert (record["outcome"], record["rule"]) == ("refused", "outbound:intl"), record
+    assert "pin_locked" in kinds(record) and "pin_wrong" not in kinds(record), kinds(record)
+    refusal = find(heard, prompt(stack, "outbound_restricted"))
+    assert refusal.peak >= MIN_PEAK, refusal
+    pin_request = prompt(stack, "outbound_pin")
+    if len(heard) >= len(pin_request):  # shorter: it cannot have been played whole anyway
+        assert find(heard, pin_request).peak < 0.5  # never asked for the PIN
 
 
 def test_controller_down_only_emergency_numbers_go_out(stack, calls):
