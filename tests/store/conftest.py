@@ -16,10 +16,12 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from ivr.store import Database
 
 SUPERUSER = "ivr"
 
@@ -109,3 +111,21 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'ivr.sqlite3'}"
     return request.getfixturevalue("postgres").new_database()
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    """An open, migrated database on each engine in turn."""
+    database = await Database(db_url).open()
+    yield database
+    await database.close()
+
+
+class Clock:
+    """A settable clock for services that take one (`clock=`)."""
+
+    def __init__(self, now: float = 1_700_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

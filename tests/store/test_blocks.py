@@ -8,25 +8,11 @@ from ivr.protection.errors import ProtectionError
 from ivr.protection.service_blocks import Actor, BlockService
 from ivr.protection.store_audit import AuditStore
 from ivr.protection.store_blocks import BlockStore
-from ivr.store import CallStore, Database
+from ivr.store import CallStore
+from tests.store.conftest import Clock
 
 pytestmark = pytest.mark.timeout(60)
 T0 = 1_700_000_000.0
-
-
-class Clock:
-    def __init__(self, now: float = T0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-async def db(db_url):
-    database = await Database(db_url).open()
-    yield database
-    await database.close()
 
 
 async def test_add_get_active_remove(db):

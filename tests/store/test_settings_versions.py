@@ -26,13 +26,6 @@ def file_settings(country: str) -> ProtectionSettings:
     return ProtectionSettings.model_validate({"numbers": {"country_code": country}})
 
 
-@pytest.fixture
-async def db(db_url):
-    database = await Database(db_url).open()
-    yield database
-    await database.close()
-
-
 async def test_file_versions_only_when_the_file_changes(db):
     audit = AuditStore(db)
     service = SettingsService(SettingsStore(db), audit)
