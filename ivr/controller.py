@@ -92,11 +92,12 @@ class Controller:
         self.tokens = TokenService(TokenStore(self.db), self.audit)
         self.settings = SettingsService(SettingsStore(self.db), self.audit, self.known_names)
         # The file's settings were checked by `ivr setup`/`ivr run` before we got here.
-        await self.settings.sync_file(self.load_protection(), FILE_ACTOR)
+        from_file = self.load_protection()
+        await self.settings.sync_file(from_file, FILE_ACTOR)
         await self.settings.start_polling()
         # `ivr run` rendered Asterisk's files from protection.yaml; a version changed since
         # through the CLI/API (or on another node) is what is in force: render that.
-        self._asterisk_protection = asterisk_protection(self.config, self.load_protection())
+        self._asterisk_protection = asterisk_protection(self.config, from_file)
         self.settings.on_change.append(self._protection_changed)
         self.blocks = BlockService(BlockStore(self.db), self.audit,
                                    country=self.settings.current().numbers.country_code,

@@ -4,11 +4,8 @@ and outcome of a limited call, the Local queue members, the recording mix-in."""
 from __future__ import annotations
 
 import asyncio
-import wave
-from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from ivr.ami.events import HangupSource, IvrTimeCap, TalkLimitReached, parse_event
@@ -18,7 +15,6 @@ from ivr.protection.call import CallProtection
 from ivr.protection.rules_limits import talk_limit
 from ivr.protection.settings import SettingsError, parse_settings
 from ivr.protection.settings_limits import LimitSettings
-from ivr.recording_timeline import mix_in
 
 DESKS = {"support", "sales"}
 
@@ -152,30 +148,6 @@ def test_local_members_and_old_pjsip_members():
     members = asyncio.run(service.members())
     assert [(m.operator, m.status, m.in_call) for m in members] == \
         [("op1001", "not_in_use", False), ("op1002", "in_use", True)]
-
-
-def _wav(path: Path, samples: np.ndarray) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(samples.astype("<i2").tobytes())
-
-
-def test_a_prompt_is_mixed_into_the_recording_at_its_time(tmp_path):
-    recording, tx = tmp_path / "c.wav", tmp_path / "c-tx.wav"
-    for path in (recording, tx):
-        _wav(path, np.full(8000 * 10, 100))
-    prompt = tmp_path / "p.wav"
-    _wav(prompt, np.full(8000, 1000))
-    assert mix_in(recording, prompt, 4.0)
-    for path in (recording, tx):
-        with wave.open(str(path)) as w:
-            data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-        assert len(data) == 80000
-        assert (data[:32000] == 100).all() and (data[32000:40000] == 1100).all()
-        assert (data[40000:] == 100).all()
-    assert not mix_in(recording, prompt, 12.0)  # after the end: nothing to do
 
 
 def test_members_kept_from_before_move_to_local_members():

@@ -132,3 +132,18 @@ async def test_finaliser_stores_the_rebuilt_duration(tmp_path):
     facts = await RecordingFinaliser(calls).finalise("c1", recording)
     assert facts is not None and abs(facts.duration - 4.1) < 0.001
     assert calls.finalised[0][0] == "c1"
+
+
+def test_a_prompt_is_mixed_into_the_recording_at_its_time(tmp_path):
+    recording, tx = tmp_path / "c.wav", tmp_path / "c-tx.wav"
+    for path in (recording, tx):
+        write_wav(path, np.full(8000 * 10, 100))
+    prompt = tmp_path / "p.wav"
+    write_wav(prompt, np.full(8000, 1000))
+    assert rt.mix_in(recording, prompt, 4.0)
+    for path in (recording, tx):
+        data = read(path)
+        assert len(data) == 80000
+        assert (data[:32000] == 100).all() and (data[32000:40000] == 1100).all()
+        assert (data[40000:] == 100).all()
+    assert not rt.mix_in(recording, prompt, 12.0)  # after the end: nothing to do
