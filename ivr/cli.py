@@ -430,3 +430,6 @@ if __name__ == "__main__":
 from ivr.cli_protection import register as register_protection  # noqa: E402
 
 register_protection(main)
+from ivr.cli_recordings import register as register_recordings  # noqa: E402
+
+register_recordings(main)

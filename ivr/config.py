@@ -157,8 +157,35 @@ class OperatorConfig(_Section):
 
 
 class RecordingConfig(_Section):
+    """Recording as evidence (ivr/recordings/): the archive format, how long recordings are
+    kept, and when a side counts as absent."""
+
     # Separate legs make it possible to tell the caller's voice from the operator's later.
     split_legs: bool = True
+    # The archived stereo file (caller left, operator/IVR right): flac is lossless and about
+    # half the size of wav (README "Storage"); both through libsndfile (soundfile).
+    format: Literal["wav", "flac"] = "flac"
+    # Days a final recording is kept, per desk (the call's last desk), then the file is
+    # deleted and a tombstone row stays. Flagged calls are held until a supervisor releases
+    # them. 0 keeps for ever.
+    retention_days: int = Field(default=365, ge=0, le=36500)
+    retention: dict[str, int] = Field(default_factory=dict)
+    # A side that carried audio for less than this share of the call is flagged
+    # (one_sided:caller / one_sided:other): one-way audio, a muted phone, a carrier fault.
+    one_sided_below: float = Field(default=0.5, ge=0.0, le=1.0)
+
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, value: dict[str, int]) -> dict[str, int]:
+        for desk, days in value.items():
+            if not re.match(r"^[a-z][a-z0-9_-]{0,31}$", desk):
+                raise ValueError(f"{desk!r}: not a desk name")
+            if not 0 <= days <= 36500:
+                raise ValueError(f"{desk}: retention days must be 0..36500 (0 = for ever)")
+        return value
+
+    def retention_for(self, desk: str | None) -> int:
+        return self.retention.get(desk or "", self.retention_days)
 
 
 class PromptConfig(_Section):

@@ -179,6 +179,77 @@ settings_versions = sa.Table(
 )
 
 
+# Recording as evidence (schema v4): one row per archived recording file (ivr/recordings/).
+# The call's facts are copied in when the file becomes final, so the index stands alone (a
+# search, an export, the chain) even where the call row is gone or was never written (a file
+# found on disk at start-up). state: recording | final | missing | expired (tombstone: the
+# file was deleted by retention; the row, its hash and the deletion facts stay).
+recordings = sa.Table(
+    "recordings",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("call_id", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),  # call | called (an outbound call's far end)
+    sa.Column("path", sa.Text, nullable=False, unique=True),  # relative to the recordings dir
+    sa.Column("format", sa.Text, nullable=False),  # wav | flac
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("origin", sa.Text, nullable=False, server_default="finaliser"),  # | reconcile
+    sa.Column("node", sa.Text, nullable=False, server_default=""),
+    sa.Column("direction", sa.Text),
+    sa.Column("caller", sa.Text),
+    sa.Column("did", sa.Text),
+    sa.Column("desk", sa.Text),
+    sa.Column("operator", sa.Text),
+    sa.Column("outcome", sa.Text),
+    sa.Column("flags", sa.Text, nullable=False, server_default=""),  # space-separated
+    sa.Column("started_at", Timestamp),
+    sa.Column("duration", sa.Float),
+    sa.Column("size", sa.BigInteger),
+    sa.Column("sha256", sa.Text),
+    # Share of the call (0..1) in which each side carried audio (not digital silence or no
+    # RTP): caller = left channel, other = right (IVR, operator, what the caller heard).
+    sa.Column("caller_audio", sa.Float),
+    sa.Column("other_audio", sa.Float),
+    sa.Column("finalised_at", Timestamp),
+    sa.Column("chain_seq", sa.BigInteger),  # the chain entry that covers the final file
+    sa.Column("keep_until", Timestamp),
+    sa.Column("hold", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("hold_reason", sa.Text),
+    sa.Column("released_by", sa.Text),
+    sa.Column("released_at", Timestamp),
+    sa.Column("deleted_at", Timestamp),
+    sa.Column("deleted_by", sa.Text),
+    sa.Column("deleted_reason", sa.Text),
+    # The analysis queue survives restarts: rows stay `pending` until a worker stores one.
+    sa.Column("analysis_state", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("analysis", sa.Text),  # JSON
+    sa.Column("analysed_at", Timestamp),
+    sa.Column("shouting", sa.Integer),  # shouting episodes, both sides (searchable)
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Index("recordings_call", "call_id"),
+    sa.Index("recordings_started", "started_at"),
+    sa.Index("recordings_caller", "caller", "started_at"),
+    sa.Index("recordings_analysis", "analysis_state"),
+)
+
+# The hash chain over the recordings (append-only): each entry's hash covers its own
+# canonical JSON and the previous entry's hash (ivr/recordings/chain.py). prev_hash is unique,
+# so two nodes appending at once cannot fork it: one insert fails and retries on the new head.
+recording_chain = sa.Table(
+    "recording_chain",
+    metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),  # final | tombstone
+    sa.Column("recording_id", sa.BigInteger, nullable=False),
+    sa.Column("call_id", sa.Text, nullable=False),
+    sa.Column("entry", sa.Text, nullable=False),  # canonical JSON (what the hash covers)
+    sa.Column("prev_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("hash", sa.Text, nullable=False, unique=True),
+    sa.Index("recording_chain_recording", "recording_id"),
+)
+
+
 def to_datetime(ts: float | None) -> datetime | None:
     """Epoch seconds -> an aware UTC datetime (what every engine stores as UTC)."""
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
