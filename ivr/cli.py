@@ -424,12 +424,12 @@ from ivr.cli_outbound import register as register_outbound  # noqa: E402  (ivr o
 
 register_outbound(main)
 
-if __name__ == "__main__":
-    main()
-
 from ivr.cli_protection import register as register_protection  # noqa: E402
 
 register_protection(main)
 from ivr.cli_recordings import register as register_recordings  # noqa: E402
 
 register_recordings(main)
+
+if __name__ == "__main__":
+    main()

@@ -36,6 +36,8 @@ from ivr.protection.store_blocks import BlockStore
 from ivr.protection.store_settings import SettingsStore
 from ivr.protection.store_tokens import TokenStore
 from ivr.recording import RecordingFinaliser
+from ivr.recordings.store_chain import ChainStore
+from ivr.recordings.store_index import RecordingIndex
 from ivr.service import CallService
 from ivr.setup import (
     check_notices,
@@ -89,6 +91,9 @@ class Controller:
         )
         self.finaliser = RecordingFinaliser(self.calls, prompts_dir=self.config.prompts_dir)
         self.audit = AuditStore(self.db)
+        # Recording as evidence (ivr/recordings/): the index and its hash chain.
+        self.recording_index = RecordingIndex(self.db)
+        self.recording_chain = ChainStore(self.db)
         self.tokens = TokenService(TokenStore(self.db), self.audit)
         self.settings = SettingsService(SettingsStore(self.db), self.audit, self.known_names)
         # The file's settings were checked by `ivr setup`/`ivr run` before we got here.
