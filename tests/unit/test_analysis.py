@@ -134,3 +134,31 @@ def test_empty_and_bad_input() -> None:
         analyse(np.zeros((10, 2), dtype=np.int16), empty, RATE)
     with pytest.raises(ValueError, match="sample rate"):
         analyse(empty, empty, 0)
+
+
+# --------------------------------------------------------------------------- picture
+
+
+def test_picture_marks_the_episode_where_it_happened() -> None:
+    import xml.etree.ElementTree as ET
+
+    from ivr.recordings import picture
+
+    caller = speech_like(60.0, -28.0)
+    caller[30 * RATE:35 * RATE] = speech_like(5.0, -8.0, seed=7)
+    result = analyse(pcm(caller), pcm(speech_like(60.0, seed=3)), RATE)
+    svg = picture.render_svg(result, title="call <c1> & co")
+    root = ET.fromstring(svg)  # well-formed, the title escaped
+    ns = "{http://www.w3.org/2000/svg}"
+    bands = [r for r in root.iter(f"{ns}rect") if r.get("fill") == "#e53935"]
+    assert len(bands) == 1
+    plot_w = picture.WIDTH - picture.LEFT - picture.RIGHT
+    start = (float(bands[0].get("x")) - picture.LEFT) / plot_w * result["duration"]
+    assert start == pytest.approx(result["caller"]["episodes"][0]["start"], abs=0.1)
+    assert start == pytest.approx(30.0, abs=0.3)
+    lines = list(root.iter(f"{ns}polyline"))
+    assert len(lines) == 2 and len(lines[0].get("points").split()) == 600
+    assert "call &lt;c1&gt; &amp; co" in svg
+
+    with pytest.raises(ValueError, match=r"not an analysis.*no file"):
+        picture.render_svg({"version": ANALYSIS_VERSION, "error": "no file"})
