@@ -34,6 +34,8 @@ SILENCE_DBFS: Final = -55.0
 TALK_DBFS: Final = -45.0
 TALK_ABOVE_NOISE_DB: Final = 10.0
 NOISE_PERCENTILE: Final = 10.0  # the side's noise floor: its quietest tenth of windows
+# A "floor" louder than this is someone talking without pause (no quiet tenth), not noise.
+NOISE_MAX_DBFS: Final = -45.0
 # Pauses between syllables and words shorter than this stay inside one stretch of talk.
 TALK_GAP_S: Final = 0.3
 # Talk shorter than this (a click, a cough, a key beep) is not talk.
@@ -111,7 +113,7 @@ def talk_windows(levels: np.ndarray) -> np.ndarray:
     short pauses bridged, short blips dropped."""
     if levels.size == 0:
         return np.zeros(0, dtype=bool)
-    noise = float(np.percentile(levels, NOISE_PERCENTILE))
+    noise = min(float(np.percentile(levels, NOISE_PERCENTILE)), NOISE_MAX_DBFS)
     loud = levels > max(TALK_DBFS, noise + TALK_ABOVE_NOISE_DB)
     loud = fill_gaps(loud, _windows(TALK_GAP_S))
     return drop_short(loud, _windows(TALK_MIN_S))

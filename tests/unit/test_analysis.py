@@ -60,6 +60,15 @@ def test_a_loud_segment_is_one_episode_at_its_time() -> None:
     assert result["shouting"] == 1
 
 
+def test_talk_without_pauses_still_has_a_baseline() -> None:
+    # Someone who never pauses has no quiet tenth: their talk is not taken for noise.
+    caller = speech_like(60.0, -28.0, pauses=False)
+    caller[40 * RATE:44 * RATE] = speech_like(4.0, -8.0, seed=7, pauses=False)
+    [episode] = analyse(pcm(caller), pcm(silence(60.0)), RATE)["caller"]["episodes"]
+    assert episode["start"] == pytest.approx(40.0, abs=0.2)
+    assert episode["end"] == pytest.approx(44.0, abs=0.2)
+
+
 def test_calm_speech_has_no_episode() -> None:
     for seed in range(5):
         result = analyse(pcm(speech_like(120.0, -24.0, seed=seed)),
