@@ -28,6 +28,7 @@ FRAME = RATE // 50  # 20 ms, one RTP packet
 #: A frame whose samples all stay within this is digital silence (G.711's smallest steps
 #: around zero decode to a few units; real room noise is well above).
 SILENCE_PEAK = 8
+FILE_MODE = 0o640
 FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16")}
 
 
@@ -81,7 +82,9 @@ def write_atomic(path: Path, left: np.ndarray, right: np.ndarray, fmt: str,
     container, subtype = FORMATS[fmt]
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with tmp.open("wb") as fh:
+        # Evidence: readable by the service's group at most, never by others.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with os.fdopen(fd, "wb") as fh:
             sf.write(fh, stereo(left, right), rate, format=container, subtype=subtype)
             fh.flush()
             os.fsync(fh.fileno())
