@@ -61,6 +61,7 @@ SHOUT_GAP_S: Final = 2.0
 BASELINE_MIN_S: Final = 3.0
 
 SIDES: Final = ("caller", "other")
+CHUNK_WINDOWS: Final = 6000  # 10 minutes of windows per block of samples
 
 
 def analyse(caller: np.ndarray, other: np.ndarray, rate: int = 8000) -> dict[str, Any]:
@@ -97,10 +98,15 @@ def window_levels(samples: np.ndarray, window: int, length: int | None = None) -
         raise ValueError(f"one side is one channel, got shape {x.shape}")
     length = max(len(x), length or 0)
     count = -(-length // window)
-    padded = np.zeros(count * window, dtype=np.float32)
-    padded[:len(x)] = x
-    blocks = padded.reshape(count, window)
-    power = np.einsum("ij,ij->i", blocks, blocks, dtype=np.float64)
+    power = np.zeros(count, dtype=np.float64)
+    # In blocks of CHUNK_WINDOWS, so a long call never needs a float copy of a whole side.
+    for first in range(0, -(-len(x) // window), CHUNK_WINDOWS):
+        part = x[first * window:(first + CHUNK_WINDOWS) * window]
+        n = -(-len(part) // window)
+        block = np.zeros(n * window, dtype=np.float32)
+        block[:len(part)] = part
+        block = block.reshape(n, window)
+        power[first:first + n] = np.einsum("ij,ij->i", block, block, dtype=np.float64)
     sizes = np.full(count, window, dtype=np.float64)
     if count:
         sizes[-1] = length - (count - 1) * window

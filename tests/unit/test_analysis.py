@@ -183,3 +183,29 @@ def test_a_pause_inside_an_outburst_does_not_split_it() -> None:
     # (a syllable gap may end a stretch of noise-made talk up to 0.3 s early)
     assert [(e["start"], e["end"]) for e in episodes] == [
         pytest.approx((20.0, 26.0), abs=0.35), pytest.approx((40.0, 41.5), abs=0.35)]
+
+
+def test_levels_are_the_same_across_blocks() -> None:
+    x = pcm(speech_like(1300.0, -26.0))[:-123]  # > 2 blocks of 10 min, a partial window
+    levels = analysis.window_levels(x, 800)
+    whole = x.astype(np.float64)
+    padded = np.zeros(len(levels) * 800)
+    padded[:len(whole)] = whole
+    power = (padded.reshape(-1, 800) ** 2).sum(axis=1)
+    power[-1] /= 800 - 123
+    power[:-1] /= 800
+    expected = np.maximum(10 * np.log10(np.maximum(power, 1e-30) / 32768.0 ** 2), -90.0)
+    assert np.allclose(levels, expected, atol=1e-3)
+
+
+def test_row_picture_only_for_a_done_analysis() -> None:
+    from types import SimpleNamespace
+
+    from ivr.recordings.picture import row_svg
+
+    result = analyse(pcm(speech_like(10.0)), pcm(silence(10.0)), RATE)
+    done = SimpleNamespace(analysis_state="done", analysis=result, call_id="c1",
+                           path="2026/11/25/c1.flac")
+    assert row_svg(done).startswith("<svg") and "c1 — 2026/11/25/c1.flac" in row_svg(done)
+    assert row_svg(SimpleNamespace(analysis_state="pending", analysis=None)) is None
+    assert row_svg(SimpleNamespace(analysis_state="failed", analysis={"error": "x"})) is None
