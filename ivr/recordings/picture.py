@@ -43,15 +43,6 @@ def render_svg(analysis: dict[str, Any], title: str = "") -> str:
     return "\n".join(parts) + "\n"
 
 
-def row_svg(row: Any) -> str | None:
-    """The picture of an index row (``RecordingRow``), or None while it has no analysis
-    (pending, failed, no file): what the API serves."""
-    analysis = getattr(row, "analysis", None)
-    if getattr(row, "analysis_state", None) != "done" or not analysis:
-        return None
-    return render_svg(analysis, title=f"{row.call_id} — {row.path}")
-
-
 def _panel(side: dict[str, Any], label: str, top: float, duration: float, window: float
            ) -> list[str]:
     plot_w = WIDTH - LEFT - RIGHT

@@ -197,15 +197,3 @@ def test_levels_are_the_same_across_blocks() -> None:
     expected = np.maximum(10 * np.log10(np.maximum(power, 1e-30) / 32768.0 ** 2), -90.0)
     assert np.allclose(levels, expected, atol=1e-3)
 
-
-def test_row_picture_only_for_a_done_analysis() -> None:
-    from types import SimpleNamespace
-
-    from ivr.recordings.picture import row_svg
-
-    result = analyse(pcm(speech_like(10.0)), pcm(silence(10.0)), RATE)
-    done = SimpleNamespace(analysis_state="done", analysis=result, call_id="c1",
-                           path="2026/11/25/c1.flac")
-    assert row_svg(done).startswith("<svg") and "c1 — 2026/11/25/c1.flac" in row_svg(done)
-    assert row_svg(SimpleNamespace(analysis_state="pending", analysis=None)) is None
-    assert row_svg(SimpleNamespace(analysis_state="failed", analysis={"error": "x"})) is None
