@@ -160,7 +160,7 @@ def test_a_caller_who_stops_sending_is_flagged_one_sided(stack):
     assert abs(row["caller_audio"] - share) < 0.05, (row, share)
 
 
-def test_controller_killed_mid_call_recording_indexed_hashed_chained(stack):
+def test_controller_killed_mid_call_recording_indexed_hashed_chained_analysed(stack):
     hangup_after = intro_seconds(stack) + 8.0
     caller = stack.caller("0315000003", DID, hangup_after=hangup_after,
                           pcap=lambda p: bursts_pcap(p, [(0.0, alaw_encode(A))]))
