@@ -94,7 +94,7 @@ class EvidenceService:
 
     async def _export(self, call_id: str, out_dir: Path, *, actor: Actor,
                       tar: bool) -> ExportResult:
-        if not CALL_ID.match(call_id or ""):
+        if not CALL_ID.fullmatch(call_id or ""):
             raise ExportError(f"{call_id!r} is not a call id")
         rows = await self.index.for_call(call_id)
         if not rows:
@@ -193,8 +193,8 @@ class EvidenceService:
                 picked[e.seq] = (e, "covers")
                 for neighbour in await self._neighbours(e):
                     picked.setdefault(neighbour.seq, (neighbour, "neighbour"))
-        if head is not None:
-            picked.setdefault(head.seq, (head, "head"))
+        if head is not None and picked.get(head.seq, (None, ""))[1] != "covers":
+            picked[head.seq] = (head, "head")
         return {
             "about": "Hash-chain entries of the recording server (see README.txt). Each "
                      "entry's hash is sha256(prev_hash + '\\n' + entry).",

@@ -10,13 +10,19 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ivr.config import RecordingConfig
 from ivr.model import Source
 from ivr.protection.service_settings import Actor
+from ivr.protection.store_audit import AuditStore
 from ivr.recordings.chain import final_entry
+from ivr.recordings.retention import RetentionService
+from ivr.recordings.service_evidence import EvidenceService
 from ivr.recordings.store_chain import ChainStore
 from ivr.recordings.store_index import RecordingIndex, RecordingRow, State
 from ivr.recordings.verify import row_fields
 from ivr.service import CallService
+from ivr.store import CallStore, Database
+from tests.store.conftest import Clock
 
 T0 = 1_700_000_000.0
 RATE = 8000
@@ -68,3 +74,23 @@ async def ended_call(calls: CallService, call_id: str, *, at: float = T0,
                              started_at=at)
     if ended:
         await calls.hung_up(call_id, 16, "Normal Clearing", at=at + 30)
+
+
+SETTINGS = RecordingConfig(retention_days=30, retention={"support": 10, "legal": 0})
+
+
+class World:
+    def __init__(self, db: Database, root: Path, clock: Clock):
+        self.db, self.root, self.clock = db, root, clock
+        self.index, self.chain = RecordingIndex(db, clock=clock), ChainStore(db, clock=clock)
+        self.audit = AuditStore(db, clock=clock)
+        self.calls = CallService(CallStore(db), node="n1")
+        self.retention = RetentionService(self.index, self.chain, root, SETTINGS,
+                                          audit=self.audit, calls=self.calls.store, clock=clock)
+        self.evidence = EvidenceService(self.index, self.chain, root, audit=self.audit,
+                                        calls=self.calls.store, clock=clock)
+
+    async def call(self, call_id: str, *, ended: bool = True, **kw):
+        await ended_call(self.calls, call_id, ended=ended)
+        return await archive(self.index, self.chain, self.root, call_id,
+                             seed=len(call_id), **kw)
