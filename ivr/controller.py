@@ -36,6 +36,7 @@ from ivr.protection.store_blocks import BlockStore
 from ivr.protection.store_settings import SettingsStore
 from ivr.protection.store_tokens import TokenStore
 from ivr.recording import RecordingFinaliser
+from ivr.recordings.retention import RetentionService
 from ivr.recordings.store_chain import ChainStore
 from ivr.recordings.store_index import RecordingIndex
 from ivr.service import CallService
@@ -141,6 +142,11 @@ class Controller:
             self.finaliser.schedule(record.id, record.recording_path)
         await self.agi.start()
         await self.ami.start()
+        # Retention: expire now and hourly (never a live call's or an unfinished file).
+        self.retention = RetentionService(self.recording_index, self.recording_chain,
+                                          self.config.recordings_dir, self.config.recording,
+                                          audit=self.audit, calls=self.calls.store)
+        self._retention_task = asyncio.create_task(self.retention.run_hourly())
         await self._protection_changed(self.settings.current())
         self._write_state(time.time(), ok=True, errors=[])
 
@@ -344,6 +350,9 @@ class Controller:
         finish (recordings), then close the store (its writer drains first)."""
         self._stopping = True
         await self.settings.stop_polling()
+        if getattr(self, "_retention_task", None) is not None:
+            self._retention_task.cancel()
+            await asyncio.gather(self._retention_task, return_exceptions=True)
         await self.agi.stop()
         await self.ami.stop()
         for task in list(self._reconcile_tasks):

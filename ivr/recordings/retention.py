@@ -24,12 +24,13 @@ from ivr.model import iso
 from ivr.protection.service_settings import Actor
 from ivr.protection.store_audit import AuditStore
 from ivr.recordings.chain import tombstone_entry
-from ivr.recordings.files import PathError, index_path
+from ivr.recordings.files import PathError, hash_file, index_path
 from ivr.recordings.store_chain import ChainStore
 from ivr.recordings.store_index import RecordingIndex, RecordingRow, State
 from ivr.recordings.verify import row_fields
 from ivr.store import CallStore
-from ivr.store.tables import recordings
+from ivr.store.engine import write_transaction
+from ivr.store.tables import recordings, to_datetime
 
 log = logging.getLogger("ivr.recordings.retention")
 
@@ -38,6 +39,7 @@ RETENTION_ACTOR = Actor(name="retention", role="system", origin="controller")
 #: Call flags that hold a recording until a supervisor releases it (an operator flagged the
 #: call as harassment: ivr/protection/service_features.py).
 HOLD_FLAGS = frozenset({"harassment"})
+INTERRUPTED_AFTER = 600.0  # seconds
 
 
 class RetentionError(ValueError):
@@ -89,7 +91,7 @@ class RetentionService:
                      actor: Actor = RETENTION_ACTOR) -> list[Expiry]:
         now = self.clock()
         if not dry_run:
-            await self._finish_interrupted()
+            await self._finish_interrupted(now)
         candidates = await self.index.select(
             sa.select(recordings).where(recordings.c.state == State.FINAL,
                                         recordings.c.hold.is_(False))
@@ -108,22 +110,48 @@ class RetentionService:
             record = await self.calls.get(row.call_id)
             if record is not None and record.ended_at is None:
                 continue  # the call is live: never touch its recording
-            if not dry_run:
-                await self._expire(row, now, keep_until, actor)
+            if not await self._intact(row):
+                continue
+            if not dry_run and not await self._expire(row, now, keep_until, actor):
+                continue
             done.append(Expiry(row.id, row.call_id, row.path, row.desk, keep_until,
                                not dry_run))
         if done and not dry_run:
             log.info("event=recordings_expired count=%d", len(done))
         return done
 
+    async def _intact(self, row: RecordingRow) -> bool:
+        """Expiry deletes exactly the file the chain vouches for: an edited or missing file is
+        left for `ivr recordings verify` to report, not hidden under a tombstone."""
+        try:
+            found = await asyncio.to_thread(hash_file, index_path(self.root, row.path))
+        except PathError:
+            found = None
+        if found is not None and found[1] == row.sha256:
+            return True
+        log.error("event=recording_expiry_refused call_id=%s recording_id=%d path=%s "
+                  "reason=%s", row.call_id, row.id, row.path,
+                  "file missing" if found is None else "sha256 differs from the index")
+        return False
+
     async def _expire(self, row: RecordingRow, now: float, keep_until: float,
-                      actor: Actor) -> None:
+                      actor: Actor) -> bool:
         days = self.config.retention_for(row.desk)
         reason = (f"retention: desk {row.desk or '-'} keeps {days} days"
                   if row.keep_until is None else
                   f"retention: kept until {iso(keep_until)}")
-        await self.index.update(row.id, state=State.EXPIRED, deleted_at=now,
-                                deleted_by=actor.name, deleted_reason=reason)
+        # Only from final and not held, in one statement: a hold set since the row was read,
+        # or another node expiring it at the same moment, leaves it alone here.
+        async with write_transaction(self.index.db.engine) as conn:
+            result = await conn.execute(
+                sa.update(recordings)
+                .where(recordings.c.id == row.id, recordings.c.state == State.FINAL,
+                       recordings.c.hold.is_(False))
+                .values(state=State.EXPIRED, deleted_at=to_datetime(now),
+                        deleted_by=actor.name, deleted_reason=reason,
+                        updated_at=to_datetime(now)))
+        if result.rowcount != 1:
+            return False
         expired = await self.index.get(row.id)
         assert expired is not None
         await self._tombstone(expired)
@@ -132,6 +160,7 @@ class RetentionService:
                                 before={"recording_id": row.id, "path": row.path,
                                         "sha256": row.sha256, "keep_until": keep_until},
                                 after={"state": State.EXPIRED, "reason": reason}, at=now)
+        return True
 
     async def _tombstone(self, row: RecordingRow) -> None:
         """Chain the tombstone (once), then delete the file."""
@@ -139,8 +168,8 @@ class RetentionService:
             entry = await self.chain.append(kind="tombstone", recording_id=row.id,
                                             call_id=row.call_id,
                                             entry=tombstone_entry(row_fields(row)))
-            log.info("event=recording_tombstoned call_id=%s recording_id=%d path=%s seq=%d "
-                     "head=%s", row.call_id, row.id, row.path, entry.seq, entry.hash)
+            log.info("event=recording_tombstoned call_id=%s recording_id=%d path=%s seq=%d",
+                     row.call_id, row.id, row.path, entry.seq)
         try:
             path = index_path(self.root, row.path)
         except PathError as exc:
@@ -149,9 +178,13 @@ class RetentionService:
             return
         await asyncio.to_thread(path.unlink, True)
 
-    async def _finish_interrupted(self) -> None:
+    async def _finish_interrupted(self, now: float) -> None:
+        """Expired rows whose file is still there or whose tombstone is not chained. A row
+        expired moments ago may be another node's expiry in progress: left to the next run."""
         for row in await self.index.select(
                 sa.select(recordings).where(recordings.c.state == State.EXPIRED)):
+            if (row.deleted_at or 0) > now - INTERRUPTED_AFTER:
+                continue
             try:
                 present = index_path(self.root, row.path).exists()
             except PathError:

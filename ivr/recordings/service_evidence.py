@@ -231,23 +231,21 @@ def _analysis_json(row: RecordingRow, name: str | None) -> dict[str, Any]:
 
 
 async def _pictures(rows: list[RecordingRow], names: dict[int, str | None]) -> list[BundleFile]:
-    """The analysis pictures, when this build can draw them (ivr/recordings/picture.py)."""
+    """The analysis pictures (SVG), when this build can draw them (ivr/recordings/picture.py)."""
     try:
-        from ivr.recordings import picture  # type: ignore[attr-defined]
+        from ivr.recordings.picture import render_svg
     except ImportError:
         return []
     out = []
     for row in rows:
         name = names.get(row.id)
-        draw = getattr(picture, "render_svg", None) or getattr(picture, "render_png", None)
-        if not (name and row.analysis and draw):
+        if not (name and row.analysis):
             continue
         try:
-            data = await asyncio.to_thread(draw, row.analysis)
+            svg = await asyncio.to_thread(render_svg, row.analysis,
+                                          f"call {row.call_id} ({row.kind})")
         except Exception as exc:  # a picture is a convenience: the bundle goes without it
             log.warning("event=export_picture_failed call_id=%s error=%r", row.call_id, exc)
             continue
-        suffix = ".svg" if draw.__name__.endswith("svg") else ".png"
-        out.append(BundleFile(PurePosixPath(name).stem + suffix,
-                              data=data.encode() if isinstance(data, str) else data))
+        out.append(BundleFile(PurePosixPath(name).stem + ".svg", data=svg.encode()))
     return out

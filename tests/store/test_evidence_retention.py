@@ -4,6 +4,7 @@ not final are never touched; an interrupted expiry is finished by the next run."
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,23 @@ async def test_hold_of_an_unknown_call_is_refused(world: World) -> None:
 
 def _kinds(report) -> list[str]:
     return sorted(p.kind for p in report.problems)
+
+
+async def test_two_expiries_at_once_tombstone_once(world: World) -> None:
+    rows = [await world.call(f"10.{i}", desk="support") for i in range(3)]
+    world.clock.now = T0 + 11 * DAY
+    first, second = await asyncio.gather(world.retention.expire(), world.retention.expire())
+    assert sorted(e.recording_id for e in first + second) == [r.id for r in rows]
+    tombstones = [e for e in await world.chain.entries() if e.kind == "tombstone"]
+    assert sorted(e.recording_id for e in tombstones) == [r.id for r in rows]
+    assert (await world.evidence.verify()).intact
+
+
+async def test_an_edited_or_missing_file_is_not_expired_but_left_for_verify(world: World) -> None:
+    edited = await world.call("11.1", desk="support")
+    gone = await world.call("11.2", desk="support")
+    (world.root / edited.path).write_bytes(b"not the recording")
+    (world.root / gone.path).unlink()
+    world.clock.now = T0 + 11 * DAY
+    assert await world.retention.expire() == []
+    assert _kinds(await world.evidence.verify()) == ["deleted_file", "edited_file"]
