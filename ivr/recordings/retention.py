@@ -25,6 +25,7 @@ from ivr.protection.service_settings import Actor
 from ivr.protection.store_audit import AuditStore
 from ivr.recordings.chain import tombstone_entry
 from ivr.recordings.files import PathError, hash_file, index_path
+from ivr.recordings.service_archive import HOLD_FLAGS
 from ivr.recordings.store_chain import ChainStore
 from ivr.recordings.store_index import RecordingIndex, RecordingRow, State
 from ivr.recordings.verify import row_fields
@@ -36,9 +37,6 @@ log = logging.getLogger("ivr.recordings.retention")
 
 DAY = 86400.0
 RETENTION_ACTOR = Actor(name="retention", role="system", origin="controller")
-#: Call flags that hold a recording until a supervisor releases it (an operator flagged the
-#: call as harassment: ivr/protection/service_features.py).
-HOLD_FLAGS = frozenset({"harassment"})
 INTERRUPTED_AFTER = 600.0  # seconds
 
 
@@ -46,17 +44,11 @@ class RetentionError(ValueError):
     pass
 
 
-def keep_until_for(config: RecordingConfig, desk: str | None, finalised_at: float) -> float | None:
-    """When a recording archived at `finalised_at` may go (None: kept for ever). The archive
-    sets it on the row; rows without one get it from the settings in force at expiry."""
-    days = config.retention_for(desk)
-    return None if days == 0 else finalised_at + days * DAY
-
-
-def hold_reason_for(flags: str | list[str] | None) -> str | None:
-    """The hold a recording gets at archive time from its call's flags (None: no hold)."""
-    found = sorted(set(flags.split() if isinstance(flags, str) else flags or []) & HOLD_FLAGS)
-    return f"flagged call: {' '.join(found)}" if found else None
+def hold_reason_for(flags: str | None) -> str | None:
+    """The hold the archive gives a flagged call's recording (service_archive.HOLD_FLAGS);
+    None: no hold."""
+    found = [f for f in (flags or "").split() if f in HOLD_FLAGS]
+    return f"flagged: {' '.join(found)}" if found else None
 
 
 @dataclass(frozen=True)
@@ -82,10 +74,14 @@ class RetentionService:
         self.clock = clock
 
     def due(self, row: RecordingRow) -> float | None:
+        """When the row may go (None: kept for ever). The archive sets keep_until from the
+        desk's retention; a row without one (kept for ever then, or indexed before) follows
+        the settings in force now."""
         if row.keep_until is not None:
             return row.keep_until
-        return keep_until_for(self.config, row.desk, row.finalised_at or row.started_at
-                              or row.updated_at)
+        days = self.config.retention_for(row.desk)
+        start = row.started_at or row.finalised_at or row.updated_at
+        return None if days == 0 else start + days * DAY
 
     async def expire(self, *, dry_run: bool = False,
                      actor: Actor = RETENTION_ACTOR) -> list[Expiry]:
