@@ -28,7 +28,7 @@ from ivr.recordings import verify as checks
 from ivr.recordings.export import BundleFile, json_bytes, readme, write_bundle, write_tar
 from ivr.recordings.files import FileHasher, PathError, index_path
 from ivr.recordings.store_chain import ChainEntry, ChainStore, _entry
-from ivr.recordings.store_index import RecordingIndex, RecordingRow, State
+from ivr.recordings.store_index import AnalysisState, RecordingIndex, RecordingRow, State
 from ivr.store import CallStore
 from ivr.store.tables import recording_chain, recordings
 
@@ -253,7 +253,7 @@ async def _pictures(rows: list[RecordingRow], names: dict[int, str | None]) -> l
     out = []
     for row in rows:
         name = names.get(row.id)
-        if not (name and row.analysis):
+        if not (name and row.analysis and row.analysis_state == AnalysisState.DONE):
             continue
         try:
             svg = await asyncio.to_thread(render_svg, row.analysis,
