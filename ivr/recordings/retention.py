@@ -58,14 +58,16 @@ class Expiry:
     path: str
     desk: str | None
     keep_until: float
-    done: bool  # False in a dry run
+    done: bool  # False in a dry run or when refused
+    refused: str | None = None  # why it was not expired (an edited or missing file)
 
 
 class RetentionService:
     def __init__(self, index: RecordingIndex, chain: ChainStore, recordings_dir: Path,
                  config: RecordingConfig, *, audit: AuditStore, calls: CallStore,
-                 clock: Callable[[], float] = time.time):
+                 node: str | None = None, clock: Callable[[], float] = time.time):
         self.index = index
+        self.node = node  # the controller expires its own node's recordings (its folder)
         self.chain = chain
         self.root = recordings_dir
         self.config = config
@@ -88,10 +90,7 @@ class RetentionService:
         now = self.clock()
         if not dry_run:
             await self._finish_interrupted(now)
-        candidates = await self.index.select(
-            sa.select(recordings).where(recordings.c.state == State.FINAL,
-                                        recordings.c.hold.is_(False))
-            .order_by(recordings.c.id))
+        candidates = await self.index.select(self._candidates(now))
         done = []
         for row in candidates:
             keep_until = self.due(row)
@@ -106,17 +105,42 @@ class RetentionService:
             record = await self.calls.get(row.call_id)
             if record is not None and record.ended_at is None:
                 continue  # the call is live: never touch its recording
-            if not await self._intact(row):
+            problem = await self._problem(row)
+            if problem is not None:
+                current = await self.index.get(row.id)
+                if current is None or current.state != State.FINAL or current.hold:
+                    continue  # expired or held meanwhile (another node, a supervisor)
+                log.error("event=recording_expiry_refused call_id=%s recording_id=%d path=%s "
+                          "reason=%r", row.call_id, row.id, row.path, problem)
+                done.append(Expiry(row.id, row.call_id, row.path, row.desk, keep_until, False,
+                                   problem))
                 continue
             if not dry_run and not await self._expire(row, now, keep_until, actor):
                 continue
             done.append(Expiry(row.id, row.call_id, row.path, row.desk, keep_until,
                                not dry_run))
-        if done and not dry_run:
-            log.info("event=recordings_expired count=%d", len(done))
+        expired = sum(1 for e in done if e.done)
+        if expired:
+            log.info("event=recordings_expired count=%d", expired)
         return done
 
-    async def _intact(self, row: RecordingRow) -> bool:
+    def _candidates(self, now: float) -> sa.Select:
+        """Final, not held, and possibly due: past keep_until, or without one and older than
+        the shortest retention configured (so a year of rows is not read every hour)."""
+        c = recordings.c
+        due = [c.keep_until <= to_datetime(now)]
+        days = [d for d in (self.config.retention_days, *self.config.retention.values()) if d]
+        if days:
+            due.append(sa.and_(c.keep_until.is_(None),
+                               c.started_at <= to_datetime(now - min(days) * DAY)))
+            due.append(sa.and_(c.keep_until.is_(None), c.started_at.is_(None)))
+        stmt = sa.select(recordings).where(c.state == State.FINAL, c.hold.is_(False),
+                                           sa.or_(*due))
+        if self.node is not None:
+            stmt = stmt.where(c.node == self.node)
+        return stmt.order_by(c.id)
+
+    async def _problem(self, row: RecordingRow) -> str | None:
         """Expiry deletes exactly the file the chain vouches for: an edited or missing file is
         left for `ivr recordings verify` to report, not hidden under a tombstone."""
         try:
@@ -124,11 +148,8 @@ class RetentionService:
         except PathError:
             found = None
         if found is not None and found[1] == row.sha256:
-            return True
-        log.error("event=recording_expiry_refused call_id=%s recording_id=%d path=%s "
-                  "reason=%s", row.call_id, row.id, row.path,
-                  "file missing" if found is None else "sha256 differs from the index")
-        return False
+            return None
+        return "file missing" if found is None else "sha256 differs from the index"
 
     async def _expire(self, row: RecordingRow, now: float, keep_until: float,
                       actor: Actor) -> bool:
