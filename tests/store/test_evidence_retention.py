@@ -154,3 +154,12 @@ async def test_only_possibly_due_rows_are_read_and_a_node_expires_its_own(world:
     world.retention.node = "n1"
     assert [e.recording_id for e in await world.retention.expire()] == [mine.id]
     assert (world.root / theirs.path).exists() and (world.root / young.path).exists()
+
+
+async def test_a_tombstoned_rows_facts_stay_vouched_for(world: World) -> None:
+    row = await world.call("14.1", desk="support")
+    world.clock.now = T0 + 11 * DAY
+    await world.retention.expire()
+    await world.index.update(row.id, caller="0899999999")
+    report = await world.evidence.verify()
+    assert _kinds(report) == ["altered_row"] and "caller" in report.problems[0].message
