@@ -115,19 +115,26 @@ class EvidenceService:
             raise ExportError(f"no recording is indexed for call {call_id}")
         now = self.clock()
         stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
-        folder = out_dir / f"evidence-{call_id}-{stamp}"
+        folder = await asyncio.to_thread(_unused, out_dir / f"evidence-{call_id}-{stamp}")
         files, chain_doc, notes = await self._contents(call_id, rows, now, actor)
         sums = await asyncio.to_thread(write_bundle, folder, files)
         tar_path = None
         if tar:
-            tar_path = await asyncio.to_thread(write_tar, folder, folder.with_suffix(".tar"))
+            tar_path = await asyncio.to_thread(write_tar, folder,
+                                               folder.with_name(folder.name + ".tar"))
             await asyncio.to_thread(shutil.rmtree, folder, True)
         head = chain_doc["head"] or {}
-        await self.audit.record(
-            actor=actor.name, role=actor.role, origin=actor.origin,
-            action="recordings.export", target=f"call:{call_id}",
-            after={"bundle": folder.name, "tar": tar, "files": sums,
-                   "head": head.get("hash"), "problems": notes}, at=now)
+        try:
+            await self.audit.record(
+                actor=actor.name, role=actor.role, origin=actor.origin,
+                action="recordings.export", target=f"call:{call_id}",
+                after={"bundle": folder.name, "tar": tar, "files": sums,
+                       "head": head.get("hash"), "problems": notes}, at=now)
+        except BaseException:  # no export leaves without its audit row
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+            if tar_path is not None:
+                await asyncio.to_thread(tar_path.unlink, True)
+            raise
         log.info("event=recordings_exported call_id=%s actor=%s origin=%r bundle=%s files=%d "
                  "head=%s", call_id, actor.name, actor.origin, folder.name, len(sums),
                  head.get("hash"))
@@ -226,6 +233,15 @@ class EvidenceService:
             recording_chain.c.hash == e.prev_hash, recording_chain.c.prev_hash == e.hash))
         async with self.chain.db.engine.connect() as conn:
             return [_entry(r) for r in (await conn.execute(stmt)).all()]
+
+
+def _unused(folder: Path) -> Path:
+    """`folder`, or `folder-2`, `-3`, ... when an export of the same second is there."""
+    candidate, n = folder, 1
+    while candidate.exists() or candidate.with_name(candidate.name + ".tar").exists():
+        n += 1
+        candidate = folder.with_name(f"{folder.name}-{n}")
+    return candidate
 
 
 def _row_json(row: RecordingRow) -> dict[str, Any]:

@@ -128,10 +128,17 @@ async def test_call_json_holds_the_record_and_timeline_and_the_export_is_audited
 
 
 async def test_the_tar_holds_the_same_bundle(exporter: World, tmp_path: Path) -> None:
-    await exporter.call("8.1", desk="support")
-    result = await exporter.evidence.export_tar("8.1", actor=CLI, out_dir=tmp_path / "t")
+    await exporter.call("1700000000.81", desk="support")
+    result = await exporter.evidence.export_tar("1700000000.81", actor=CLI,
+                                                out_dir=tmp_path / "t")
+    again = await exporter.evidence.export_tar("1700000000.81", actor=CLI,
+                                               out_dir=tmp_path / "t")
     assert result.folder is None and result.tar is not None and result.tar.exists()
-    assert [p.name for p in (tmp_path / "t").iterdir()] == [result.tar.name]
+    assert result.tar.name == "evidence-1700000000.81-20231114T221320Z.tar"
+    assert again.tar is not None and again.tar.name == \
+        "evidence-1700000000.81-20231114T221320Z-2.tar"
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == sorted(
+        [result.tar.name, again.tar.name])
     with tarfile.open(result.tar) as tar:
         tar.extractall(tmp_path / "x", filter="data")
     (bundle,) = (tmp_path / "x").iterdir()
