@@ -97,6 +97,7 @@ Recordings (stereo: left = the caller, right = the operator/IVR, what the caller
 Files
   call.json        the call record and its event timeline, and the recordings index rows
   analysis.json    loudness, shouting episodes, silence/talk/overlap per side
+  *.svg            the analysis drawn per side over time (for analysed recordings)
   chain.json       the hash-chain entries that vouch for the recordings
   verify_chain.py  recomputes the chain links and the recordings' hashes (Python 3 only)
   SHA256SUMS       the sha256 of every other file in this folder
@@ -120,7 +121,7 @@ How to check this bundle (any Linux or macOS shell, in this folder)
 
 4. The chain head at export time was seq {head_seq} with hash
        {head_hash}
-   The operator of the recording server can confirm that this hash is in its chain today
-   (`ivr recordings verify --anchor {head_hash}`), and compare it with any head hash a
-   supervisor wrote down earlier.
+   The operator of the recording server can confirm that this hash is still in its chain
+   (and compare it with any head hash a supervisor wrote down earlier):
+       ivr recordings verify --anchor {head_hash}
 """.encode()
