@@ -36,6 +36,8 @@ from ivr.protection.store_blocks import BlockStore
 from ivr.protection.store_settings import SettingsStore
 from ivr.protection.store_tokens import TokenStore
 from ivr.recording import RecordingFinaliser
+from ivr.recordings.reconcile import RecordingReconciler
+from ivr.recordings.service_archive import ArchiveService
 from ivr.recordings.store_chain import ChainStore
 from ivr.recordings.store_index import RecordingIndex
 from ivr.service import CallService
@@ -89,11 +91,16 @@ class Controller:
         self.calls = CallService(
             CallStore(self.db), node=self.config.server.node_name, on_ended=self._call_ended
         )
-        self.finaliser = RecordingFinaliser(self.calls, prompts_dir=self.config.prompts_dir)
         self.audit = AuditStore(self.db)
-        # Recording as evidence (ivr/recordings/): the index and its hash chain.
+        # Recording as evidence (ivr/recordings/): the index and its hash chain; finalised
+        # recordings become stereo archives (on_final: listeners such as the analysis).
         self.recording_index = RecordingIndex(self.db)
         self.recording_chain = ChainStore(self.db)
+        self.archive = ArchiveService(self.calls, self.recording_index, self.recording_chain,
+                                      self.config.recording, self.config.recordings_dir,
+                                      node=self.node)
+        self.finaliser = RecordingFinaliser(self.calls, prompts_dir=self.config.prompts_dir,
+                                            archive=self.archive)
         self.tokens = TokenService(TokenStore(self.db), self.audit)
         self.settings = SettingsService(SettingsStore(self.db), self.audit, self.known_names)
         # The file's settings were checked by `ivr setup`/`ivr run` before we got here.
@@ -139,10 +146,24 @@ class Controller:
         # Calls ended while we were away get their recordings finalised now.
         for record in await self.calls.store.unfinalised_recordings(node=self.node):
             self.finaliser.schedule(record.id, record.recording_path)
+        # Then the folder against the index (after those: see ivr/recordings/reconcile.py).
+        self._track(asyncio.get_running_loop().create_task(self._reconcile_recordings()))
         await self.agi.start()
         await self.ami.start()
         await self._protection_changed(self.settings.current())
         self._write_state(time.time(), ok=True, errors=[])
+
+    def _track(self, task: asyncio.Task) -> None:
+        self._reconcile_tasks.add(task)
+        task.add_done_callback(self._reconcile_tasks.discard)
+
+    async def _reconcile_recordings(self) -> None:
+        try:
+            await RecordingReconciler(self.archive, self.finaliser).run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # reported; the files and rows stay as they are
+            log.exception("event=recordings_reconcile_failed")
 
     def known_names(self) -> KnownNames:
         """What the protection settings may name: the journey's desks and entries in service

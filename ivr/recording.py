@@ -1,5 +1,8 @@
-"""Finalising a recording after hang-up: wait until Asterisk has closed the file, then take
-its length and sha256 (in a worker thread: hashing must not stall the event loop)."""
+"""Finalising a recording after hang-up: wait until Asterisk has closed the file, put it on
+the call's wall-clock timeline, mix in announcements Asterisk did not record, then archive it
+(ivr/recordings/service_archive.py: one stereo file, indexed, hashed, chained). File work runs
+in worker threads: it must not stall the event loop. Every step can run again after a crash
+(start-up calls `finalise` again for calls whose recording has no hash yet)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ivr import recording_timeline
+from ivr.recordings.service_archive import ArchiveService, Sources, archived_file
 from ivr.service import CallService
 
 log = logging.getLogger("ivr.recording")
@@ -54,18 +58,37 @@ def wav_facts(path: Path) -> RecordingFacts:
 
 class RecordingFinaliser:
     def __init__(self, calls: CallService, *, close_timeout: float = 20.0,
-                 prompts_dir: Path | None = None):
+                 prompts_dir: Path | None = None, archive: ArchiveService | None = None):
         self.calls = calls
         self.prompts_dir = prompts_dir
         self.close_timeout = close_timeout
+        # None: the recording stays as Asterisk wrote it (mono mix + legs), hashed only.
+        self.archive = archive
         self._tasks: set[asyncio.Task] = set()
+        self._running: set[str] = set()
 
-    def schedule(self, call_id: str, path: str | None) -> None:
+    def schedule(self, call_id: str, path: str | None, *, origin: str = "finaliser") -> None:
         if not path:
             return
-        task = asyncio.get_running_loop().create_task(self.finalise(call_id, Path(path)))
+        task = asyncio.get_running_loop().create_task(
+            self._finalise_once(call_id, Path(path), origin))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _finalise_once(self, call_id: str, path: Path,
+                             origin: str) -> RecordingFacts | None:
+        # Start-up may schedule a call twice (unfinalised calls, then leftover files).
+        if call_id in self._running:
+            return None
+        self._running.add(call_id)
+        try:
+            return await self.finalise(call_id, path, origin=origin)
+        except Exception:  # never lose the controller to one recording; the files stay
+            log.exception("event=recording_problem call_id=%s path=%s problem=%s",
+                          call_id, path, "finalisation failed")
+            return None
+        finally:
+            self._running.discard(call_id)
 
     async def rebuild_timeline(self, call_id: str, path: Path,
                                deadline: float) -> recording_timeline.Timeline | None:
@@ -121,8 +144,7 @@ class RecordingFinaliser:
                 log.error("event=recording_problem call_id=%s path=%s problem=%s",
                           call_id, path, f"announcement {prompt} not mixed in: {err}")
 
-    async def finalise(self, call_id: str, path: Path) -> RecordingFacts | None:
-        deadline = asyncio.get_running_loop().time() + self.close_timeout
+    async def wait_closed(self, call_id: str, path: Path, deadline: float) -> bool:
         while not await asyncio.to_thread(wav_closed, path):
             if asyncio.get_running_loop().time() > deadline:
                 exists = await asyncio.to_thread(path.exists)
@@ -130,30 +152,58 @@ class RecordingFinaliser:
                 log.error("event=recording_problem call_id=%s path=%s problem=%s",
                           call_id, path, problem)
                 await self.calls.recording_missing(call_id, str(path), problem)
-                return None
+                return False
             await asyncio.sleep(0.2)
-        timeline = await self.rebuild_timeline(call_id, path, deadline)
-        await self.mix_announcements(call_id, path,
-                                     timeline.answered_at if timeline is not None else None)
-        facts = await asyncio.to_thread(wav_facts, path)
-        await self.calls.recording_finalised(call_id, facts.duration, facts.sha256)
-        await self.finalise_called(call_id, path, deadline)
+        return True
+
+    async def finalise(self, call_id: str, path: Path, *,
+                       origin: str = "finaliser") -> RecordingFacts | None:
+        deadline = asyncio.get_running_loop().time() + self.close_timeout
+        # Archived before a crash: the legs are gone or stale, the archive is what counts.
+        done = await asyncio.to_thread(archived_file, Sources.of(path))
+        if done is None or self.archive is None:
+            mono = Sources.of(path).mono
+            if not await self.wait_closed(call_id, mono, deadline):
+                return None
+            timeline = await self.rebuild_timeline(call_id, mono, deadline)
+            await self.mix_announcements(call_id, mono,
+                                         timeline.answered_at if timeline is not None else None)
+        if self.archive is None:
+            facts = await asyncio.to_thread(wav_facts, path)
+            await self.calls.recording_finalised(call_id, facts.duration, facts.sha256)
+        else:
+            row = await self.archive.archive_call(call_id, path, origin=origin)
+            if row is None:
+                await self.calls.recording_missing(call_id, str(path), "no audio to archive")
+                return None
+            facts = RecordingFacts(duration=row.duration or 0.0, sha256=row.sha256 or "")
+        await self.finalise_called(call_id, path, deadline, origin=origin)
         return facts
 
-    async def finalise_called(self, call_id: str, path: Path, deadline: float) -> None:
+    async def finalise_called(self, call_id: str, path: Path, deadline: float, *,
+                              origin: str = "finaliser") -> None:
         """An outbound call's called party has a recording of their own (the notice they
-        heard is in it: extensions.conf [ivr-outbound-answered]): its length and sha256 go
-        into the timeline (`called_recording_finalised`)."""
-        called = path.with_name(path.stem + "-called.wav")
-        if not await asyncio.to_thread(called.exists):
+        heard is in it: extensions.conf [ivr-outbound-answered]): archived as a second
+        recording of the call (kind `called`); its length and sha256 go into the timeline
+        (`called_recording_finalised`)."""
+        sources = Sources.of(path)
+        called = Sources(sources.stem.with_name(sources.stem.name + "-called"))
+        if self.archive is not None and await asyncio.to_thread(archived_file, called):
+            await self.archive.archive_called(call_id, called.mono, origin=origin)
             return
-        while not await asyncio.to_thread(wav_closed, called):
+        if not await asyncio.to_thread(called.mono.exists):
+            return
+        while not await asyncio.to_thread(wav_closed, called.mono):
             if asyncio.get_running_loop().time() > deadline:
-                await self.calls.recording_missing(call_id, str(called), "not closed in time")
+                await self.calls.recording_missing(call_id, str(called.mono),
+                                                   "not closed in time")
                 return
             await asyncio.sleep(0.2)
-        facts = await asyncio.to_thread(wav_facts, called)
-        await self.calls.called_recording_finalised(call_id, str(called), facts.duration,
+        if self.archive is not None:
+            await self.archive.archive_called(call_id, called.mono, origin=origin)
+            return
+        facts = await asyncio.to_thread(wav_facts, called.mono)
+        await self.calls.called_recording_finalised(call_id, str(called.mono), facts.duration,
                                                     facts.sha256)
 
     async def wait_idle(self) -> None:

@@ -339,10 +339,15 @@ class CallService:
                 await self.store.update(call_id, failsafe=1)
         return created
 
-    async def recording_finalised(self, call_id: str, duration: float, sha256: str) -> None:
+    async def recording_finalised(self, call_id: str, duration: float, sha256: str,
+                                  path: str | None = None) -> None:
+        """The recording is final; `path`: the archive that replaced the legs (stereo)."""
         await self._event(call_id, "recording_finalised", duration=round(duration, 3),
-                          sha256=sha256)
-        await self.store.update(call_id, recording_duration=duration, recording_sha256=sha256)
+                          sha256=sha256, **({"path": path} if path else {}))
+        values: dict[str, Any] = {"recording_duration": duration, "recording_sha256": sha256}
+        if path:
+            values["recording_path"] = path
+        await self.store.update(call_id, **values)
 
     async def recording_missing(self, call_id: str, path: str, problem: str) -> None:
         await self._event(call_id, "recording_missing", path=path, problem=problem)

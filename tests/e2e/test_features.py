@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ import pytest
 from ivr.audio.wav import read_wav
 from tests.e2e.conftest import make_stack
 from tests.e2e.journey_helpers import seconds, ts
+from tests.e2e.recordings import call_recording
 from tests.e2e.rtp import caller_pcap
 from tests.e2e.rtp_capture import RtpCapture, dtmf_tones
 from tests.e2e.stack import SippPeer, Stack, wait_until
@@ -133,8 +133,7 @@ def in_audio_and_recording(capture: RtpCapture, caller: SippPeer, record: dict,
     pcm, times = capture.samples()
     first = int(np.argmax(times >= after))
     heard_at = float(times[first + max(0, round(located(pcm[first:], prompt) * 8000))])
-    path = Path(record["recording_path"])
-    tx = read_wav(path.with_name(path.stem + "-tx.wav")).samples
+    tx = call_recording(record).heard.samples
     tx_start = bye_at(caller) - len(tx) / 8000
     skip = max(0, round((after - tx_start) * 8000))
     return heard_at, tx_start + skip / 8000 + located(tx[skip:], prompt)
@@ -207,8 +206,7 @@ def test_escalate_moves_the_caller_to_the_supervisor_desk(stack):
     assert escalated[0]["data"]["operator"] == "op1003"
     assert record["desk"] == "supervisor" and record["operator"] == "sv2001", record
     # One recording across the move: the supervisor's 1 kHz tone is in the caller's leg.
-    path = Path(record["recording_path"])
-    tx = read_wav(path.with_name(path.stem + "-tx.wav")).samples
+    tx = call_recording(record).heard.samples
     tx_start = bye_at(caller) - len(tx) / 8000
     tail = tx[max(0, round((rang[0] + 1.5 - tx_start) * 8000)):]
     spectrum = np.abs(np.fft.rfft(tail[:8000])) ** 2

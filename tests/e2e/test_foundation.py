@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ivr.audio.wav import active_ratio, read_wav, wav_duration
+from ivr.audio.wav import active_ratio, wav_duration
 from tests.e2e.conftest import support_desk_stack
+from tests.e2e.recordings import call_recording, no_leftovers
 from tests.e2e.stack import Stack, wait_until
 
 CALLER = "0312345678"
@@ -95,20 +94,20 @@ def test_recorded_call_reaches_operator_after_notice(stack):
         assert kind in kinds, kinds
     assert kinds.index("notice_finished") < kinds.index("operator_ringing")
 
-    # The recording: a valid WAV covering the whole call, with both sides in it.
-    path = Path(record["recording_path"])
-    assert path.exists()
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == record["recording_sha256"]
+    # The recording: a stereo archive covering the whole call, with both sides in it
+    # (call_recording checks the file's sha256 against the record's).
+    recording = call_recording(record)
+    assert recording.path.exists() and not no_leftovers(record)
     call_seconds = ts(record["ended_at"]) - ts(record["started_at"])
     assert abs(record["recording_duration"] - call_seconds) < 1.0, (record, call_seconds)
-    mixed = read_wav(path)
+    mixed = recording.mixed
     assert mixed.rate == 8000
     assert abs(len(mixed.samples) / mixed.rate - record["recording_duration"]) < 0.1
     assert active_ratio(mixed.samples, mixed.rate) > 0.3
 
     talk_from = ts(record["connected_at"]) - ts(record["started_at"])
     notice = intro_seconds(stack)
-    # Both sides are in the mixed file: the caller's speech throughout, the operator's
+    # Both sides are in the recording: the caller's speech throughout, the operator's
     # tone once connected (and not before).
     talk = segment(mixed.samples, 8000, talk_from + 0.5, talk_from + 6.0)
     assert tone_share(talk) > 0.3, "no operator audio in the recording"
@@ -116,9 +115,8 @@ def test_recorded_call_reaches_operator_after_notice(stack):
     assert active_ratio(segment(mixed.samples, 8000, talk_from + 0.5, talk_from + 6.0),
                         8000) > 0.9
 
-    # The separate legs: what the caller said, and what the caller heard.
-    rx = read_wav(path.with_name(path.stem + "-rx.wav"))
-    tx = read_wav(path.with_name(path.stem + "-tx.wav"))
+    # The two sides apart: what the caller said (left), and what the caller heard (right).
+    rx, tx = recording.left, recording.right
     assert active_ratio(segment(rx.samples, 8000, 1.0, call_seconds - 1.0), 8000) > 0.6
     assert tone_share(segment(rx.samples, 8000, talk_from + 0.5, talk_from + 6.0)) < 0.1
     assert active_ratio(segment(tx.samples, 8000, 0.3, notice - 0.3), 8000) > 0.5
@@ -173,8 +171,7 @@ def test_failsafe_when_controller_is_down(stack):
     assert record["desk"] == "support"
     assert record["operator"] == "op1001"
     assert record["outcome"] == "answered"
-    path = Path(record["recording_path"])
-    tx = read_wav(path.with_name(path.stem + "-tx.wav"))
+    tx = call_recording(record).right
     assert active_ratio(segment(tx.samples, 8000, 0.3, notice_seconds(stack) - 0.3), 8000) > 0.5
 
 

@@ -13,7 +13,6 @@ import asyncio
 import json
 import time
 import tomllib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +23,7 @@ from ivr.protection.store_blocks import BlockStore
 from ivr.store import CallStore, Database
 from tests.e2e.conftest import make_stack
 from tests.e2e.journey_helpers import seconds, ts
+from tests.e2e.recordings import call_recording
 from tests.e2e.sniff import RtpSniffer, media_port
 from tests.e2e.stack import SippPeer, Stack, example_journey
 from tests.e2e.xcorr import find, find_in_pieces
@@ -155,11 +155,12 @@ def assert_refused(stack: Stack, sniffer: RtpSniffer, caller: SippPeer, record: 
     assert wire.peak >= MIN_PEAK and wire.peak - wire.runner_up >= MIN_LEAD, wire
     # In the recording: the leg the caller heard, and the mix of both directions (the
     # caller kept talking). Piece by piece: under load the recorder may slip a 20 ms frame.
-    path = Path(record["recording_path"])
-    tx = read_wav(path.with_name(path.stem + "-tx.wav")).samples
+    recording = call_recording(record)
+    tx = recording.heard.samples
     leg_at, leg_peak, leg_missed = find_in_pieces(tx, template(stack, prompt), MIN_PEAK)
     # The caller's own speech is mixed in: lower peaks, same place.
-    mix_at, mix_peak, _ = find_in_pieces(read_wav(path).samples, template(stack, prompt), 0.7, 0.5)
+    mix_at, mix_peak, _ = find_in_pieces(recording.mixed.samples, template(stack, prompt),
+                                         0.7, 0.5)
     assert abs(mix_at - leg_at) < 0.1, (mix_at, leg_at)
     # The record names the prompt and when it began; the wire agrees.
     events = [e for e in record["events"] if e["kind"] == "prompt"

@@ -13,6 +13,7 @@ import pytest
 from ivr.audio.wav import read_wav
 from tests.e2e.conftest import make_stack
 from tests.e2e.journey_helpers import by_caller, seconds
+from tests.e2e.recordings import call_recording
 from tests.e2e.stack import example_journey
 from tests.e2e.xcorr import find
 
@@ -72,7 +73,7 @@ def heard_in_position_two(stack, line: str, first: str, second: str) -> np.ndarr
     assert record["desk"] == "waiting"
     done = stack.call_record(lambda c: c["id"] == record["id"] and c["recording_sha256"],
                              timeout=30, what="recording finalised")
-    return read_wav(done["recording_path"].replace(".wav", "-tx.wav")).samples
+    return call_recording(done).heard.samples
 
 
 def stock_english(stack, sound: str) -> np.ndarray:

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +25,7 @@ import pytest
 from ivr.audio.wav import read_wav
 from tests.e2e.conftest import make_stack
 from tests.e2e.journey_helpers import by_caller
+from tests.e2e.recordings import call_recording
 from tests.e2e.rtp import tone_pcap
 from tests.e2e.stack import PROJECT, SippPeer, Stack, example_journey, wait_until
 from tests.e2e.xcorr import find
@@ -247,19 +247,19 @@ def test_talk_limit_warning_closing_and_record(stack):
 
     # Both announcements in the recording (what the caller heard), at their true times.
     answered = caller_answered(caller)
-    path = Path(record["recording_path"])
+    recording = call_recording(by_caller(stack, "0355111001"))
     # The closing ends with the call: the recording's last frames may stop a few ms short of
     # the prompt's end, and a frame lost or repeated in a long stretch blurs the match, so
     # the first seconds of each prompt are looked for.
     closing = template(stack, "talk_limit_closing")[:2 * 8000]
-    for leg in (path.with_name(path.stem + "-tx.wav"), path):
-        samples = read_wav(leg).samples.astype(np.float64)
+    for leg, audio in (("heard", recording.heard), ("mixed", recording.mixed)):
+        samples = audio.samples.astype(np.float64)
         got = find(samples, warning[:4 * 8000])
-        print(f"{leg.name}: warning at {got.start:.3f} s, peak {got.peak:.2f}")
+        print(f"{leg}: warning at {got.start:.3f} s, peak {got.peak:.2f}")
         assert got.peak > 0.5, (leg, got)
         assert abs(answered + got.start - heard_at) <= TOL, (leg, got, heard_at - answered)
         got = find(samples, closing)
-        print(f"{leg.name}: closing at {got.start:.3f} s, peak {got.peak:.2f}")
+        print(f"{leg}: closing at {got.start:.3f} s, peak {got.peak:.2f}")
         assert got.peak > 0.5, (leg, got)
         assert abs(answered + got.start - (ack + LIMIT)) <= TOL, (leg, got)
 

@@ -1,6 +1,6 @@
 """The recording notice, proved from outside the controller: found by cross-correlation in
-what the caller heard (MixMonitor's -tx.wav leg), placed on the wall clock through the
-caller's SIPp trace, and compared with the operator phone's own log of its INVITE.
+what the caller heard (the right side of the call's stereo archive), placed on the wall
+clock through the caller's SIPp trace, and compared with the operator phone's own log of its INVITE.
 
 Mapping the tx leg to the wall clock: the leg starts when MixMonitor starts, right after
 Asterisk answers; with the caller sending RTP throughout, the leg is never compressed, so its
@@ -24,6 +24,7 @@ import pytest
 from ivr.audio.wav import frame_levels_dbfs, read_wav
 from tests.e2e.conftest import support_desk_stack
 from tests.e2e.journey_helpers import seconds, ts
+from tests.e2e.recordings import call_recording
 from tests.e2e.stack import SippPeer, Stack
 from tests.e2e.xcorr import Match, answered_at, bye_at, find, find_in_pieces
 
@@ -84,8 +85,7 @@ def tone_onset(tx: np.ndarray, after: float, rate: int = 8000) -> float | None:
 def heard(stack: Stack, caller: SippPeer, record: dict, templates: dict[str, np.ndarray],
           label: str) -> dict:
     """Find each template in the tx leg, in order; return the figures (printed for -s)."""
-    path = Path(record["recording_path"])
-    tx = read_wav(path.with_name(path.stem + "-tx.wav")).samples
+    tx = call_recording(record).heard.samples
     matches: dict[str, Match] = {}
     for name, samples in templates.items():
         match = find(tx, samples)
@@ -126,8 +126,7 @@ def assert_operator_after(stack: Stack, record: dict, figures: dict, tx_end: flo
     assert invites, f"the operator never rang for {record['id']}"
     margin = invites[0] - figures["notice_end_wall"]
     figures["invite_after_last_word"] = round(invites[0] - figures["speech_end_wall"], 3)
-    path = Path(record["recording_path"])
-    tx = read_wav(path.with_name(path.stem + "-tx.wav")).samples
+    tx = call_recording(record).heard.samples
     onset = tone_onset(tx, tx_end - 0.5)
     print("NOTICE-MARGIN " + json.dumps({
         "case": figures["case"], "invite_after_notice_end": round(margin, 3),

@@ -17,7 +17,6 @@ received (tests/e2e/rtp_peer.py), all on one stack, the four calls at once.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import socket
 import sqlite3
@@ -35,6 +34,7 @@ from ivr.protection.store_audit import AuditStore
 from ivr.store import Database
 from tests.e2e.conftest import make_stack
 from tests.e2e.journey_helpers import ts
+from tests.e2e.recordings import call_recording, called_recording
 from tests.e2e.rtp_peer import RtpPeer, audio_packets, pcm
 from tests.e2e.stack import (
     IVR,
@@ -266,18 +266,19 @@ def test_allowed_call_notice_heard_by_called_party_before_the_operator(stack, ca
                  "connected", "hung_up"):
         assert kind in kinds(record), kinds(record)
     # The notice is in the called party's recording, what they heard, at its true place.
+    # Archived (stereo: left the called party, right what they heard) and hashed like the
+    # call's own recording (called_recording checks the file's sha256 against the event's).
     called = next(e for e in record["events"] if e["kind"] == "called_answered")
-    path = Path(called["data"]["recording"])
-    tx = read_wav(path.with_name(path.stem + "-tx.wav")).samples
-    peak, _start, stretch = in_recording(tx, prompt(stack, "notice"))
-    # ... and hashed like the call's own recording.
+    started_as = Path(called["data"]["recording"])
     finalised = stack.call_record(
         lambda c: c["id"] == record["id"]
         and "called_recording_finalised" in kinds(c), timeout=30, what="called recording hash")
-    done = next(e for e in finalised["events"] if e["kind"] == "called_recording_finalised")
-    assert done["data"]["path"] == str(path)
-    assert done["data"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert Path(record["recording_path"]).exists()
+    archived = called_recording(finalised)
+    assert archived.path.parent == started_as.parent
+    assert archived.path.name.rsplit(".", 1)[0] == started_as.stem
+    tx = archived.right.samples
+    peak, _start, stretch = in_recording(tx, prompt(stack, "notice"))
+    assert call_recording(record).path.exists()
     print(f"\nOUTBOUND-FIGURES notice_peak_heard={notice.peak:.3f} "
           f"first_operator_frame_after_notice_end={packets[first_frame].at - notice_end:.3f}s "
           f"notice_peak_in_recording={peak:.3f} late_frames_in_recording={stretch:.3f}s "
@@ -298,8 +299,8 @@ def test_denied_call_never_reaches_the_carrier_and_the_operator_hears_why(stack,
     assert decision["allowed"] is False and decision["rule"] == "outbound:dial-q2"
     assert any(e["kind"] == "prompt" and e["data"]["prompt"] == "outbound_restricted"
                for e in record["events"])
-    path = Path(record["recording_path"])
-    tx = read_wav(path.with_name(path.stem + "-tx.wav")).samples
+    # What the operator heard: the left side of an outbound call's archive.
+    tx = call_recording(record).heard.samples
     in_recording(tx, prompt(stack, "outbound_restricted"))
 
 

@@ -135,7 +135,7 @@ def test_paused_operator_is_not_rung(stack):
 def test_imported_recording_replaces_a_prompt(stack, tmp_path):
     import numpy as np
 
-    from ivr.audio.wav import read_wav, write_wav
+    from ivr.audio.wav import write_wav
 
     # An admin's own greeting: 44.1 kHz, a 440 Hz tone; and a file that is not audio.
     source = tmp_path / "greeting.wav"
@@ -154,8 +154,9 @@ def test_imported_recording_replaces_a_prompt(stack, tmp_path):
     wait_finalised = stack.call_record(
         lambda c: c["id"] == record["id"] and c["recording_sha256"], timeout=30,
         what="recording")
-    path = wait_finalised["recording_path"]
-    heard = read_wav(path.replace(".wav", "-tx.wav")).samples[int(0.3 * 8000):int(2.0 * 8000)]
+    from tests.e2e.recordings import call_recording
+
+    heard = call_recording(wait_finalised).heard.samples[int(0.3 * 8000):int(2.0 * 8000)]
     spectrum = np.abs(np.fft.rfft(heard)) ** 2
     freqs = np.fft.rfftfreq(len(heard), 1 / 8000)
     assert spectrum[np.abs(freqs - 440) < 30].sum() / spectrum.sum() > 0.5

@@ -9,13 +9,12 @@ caller's leg where it was sent. MixMonitor alone compresses the silent stretches
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from ivr.audio.wav import read_wav, wav_duration
+from ivr.audio.wav import wav_duration
 from tests.e2e.conftest import support_desk_stack
+from tests.e2e.recordings import call_recording
 from tests.e2e.rtp import alaw_encode, bursts_pcap, speech_alaw
 from tests.e2e.stack import SippPeer, Stack
 
@@ -73,19 +72,21 @@ def find_marker(samples: np.ndarray, rate: int = 8000) -> tuple[float, float]:
     return k / rate, float(score[k] / (np.median(score) + 1e-9))
 
 
-def recording_files(record: dict) -> dict[str, Path]:
-    path = Path(record["recording_path"])
-    return {"mixed": path, "rx": path.with_name(path.stem + "-rx.wav"),
-            "tx": path.with_name(path.stem + "-tx.wav")}
+def pcm(audio) -> np.ndarray:
+    """A side of the archive back as 16-bit sample values."""
+    return np.round(audio.samples.astype(np.float64) * 32768).astype(np.int32)
 
 
 def assert_durations(record: dict, call_seconds: float) -> dict[str, float]:
-    durations = {leg: wav_duration(p) for leg, p in recording_files(record).items()}
+    """The archive (both sides: one stereo file) covers the call; so does each side."""
+    recording = call_recording(record)
+    durations = {"archive": recording.duration,
+                 "left": recording.left.duration, "right": recording.right.duration}
     print(f"call {call_seconds:.3f} s, recordings {durations}")
     for leg, seconds in durations.items():
         assert abs(seconds - call_seconds) <= TOLERANCE, (
             f"{leg} recording lasts {seconds:.3f} s, the call {call_seconds:.3f} s")
-    assert abs(record["recording_duration"] - durations["mixed"]) < 0.01
+    assert abs(record["recording_duration"] - durations["archive"]) < 0.01
     return durations
 
 
@@ -111,8 +112,8 @@ def test_both_sides_silent_then_marker(stack):
     assert record["operator"] == "op1001"
     assert_durations(record, call_seconds)
 
-    files = recording_files(record)
-    rx = read_wav(files["rx"]).samples
+    recording = call_recording(record)
+    rx = pcm(recording.left)
     expected = (ack - ok) + marker_at  # pcap time 0 is when SIPp starts playing
     found, strength = find_marker(rx)
     print(f"marker expected {expected:.3f} s, found {found:.3f} s "
@@ -124,7 +125,7 @@ def test_both_sides_silent_then_marker(stack):
     # what the caller heard once connected (after the intro), not in what the caller said.
     gap = rx[int((speech_until + 0.5) * 8000):int((marker_at - 0.5) * 8000)]
     assert np.abs(gap.astype(int)).max() < 50
-    tx = read_wav(files["tx"]).samples
+    tx = pcm(recording.right)
     assert np.abs(tx[int((speech_until + 4.0) * 8000):int((marker_at - 0.5) * 8000)]
                   .astype(int)).max() < 50
     window = slice(int(intro * 8000), int((speech_until + 4.0) * 8000))

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import support_desk_stack
+from tests.e2e.recordings import call_recording
 from tests.e2e.stack import SippPeer, Stack, free_port, free_udp_pair_base, wait_until
 
 DID = "0399000000"  # the journey's 'other' entry: notice, then the support desk
@@ -122,7 +123,7 @@ def unwanted_invite(stack: Stack, from_user: str, source: str = FOREIGN) -> tupl
 
 
 def recordings(stack: Stack) -> set[Path]:
-    return {p for p in (stack.data / "recordings").rglob("*.wav")}
+    return {p for p in (stack.data / "recordings").rglob("*") if p.is_file()}
 
 
 def new_calls(stack: Stack, known: set[str]) -> list[dict]:
@@ -202,11 +203,10 @@ def test_asterisk_runs_unprivileged_and_files_are_private(stack):
     user = subprocess.run(["ps", "-o", "user=", "-p", str(asterisk_pid(stack))],
                           capture_output=True, text=True).stdout.strip()
     assert user and user != "root", user
-    path = Path(record["recording_path"])
-    for leg in (path, path.with_name(path.stem + "-rx.wav"),
-                path.with_name(path.stem + "-tx.wav")):
-        mode = stat.S_IMODE(leg.stat().st_mode)
-        assert mode & 0o007 == 0, f"{leg} is {oct(mode)}"
+    # The archive (the controller writes it) as private as Asterisk's files were.
+    path = call_recording(record).path
+    mode = stat.S_IMODE(path.stat().st_mode)
+    assert mode & 0o007 == 0, f"{path} is {oct(mode)}"
     private = [stack.data / "ivr.sqlite3", stack.data / "secrets.toml",
                *(stack.data / "asterisk" / "etc").glob("*.conf")]
     for file in private:
