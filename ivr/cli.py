@@ -381,7 +381,7 @@ def prompts() -> None:
 @click.option("--name", required=True, help="The prompt to replace, e.g. notice.")
 @click.option("--lang", type=click.Choice(["ja", "en"]), required=True)
 def prompts_import(config_path: str, file: Path, name: str, lang: str) -> None:
-    """Replace prompt NAME in language LANG with FILE (a WAV of any common rate and width).
+    """Replace prompt NAME in language LANG with FILE (WAV, FLAC, Ogg or MP3, any rate).
 
     The recording is converted to 8 kHz 16-bit mono and kept in <data_dir>/prompt-recordings;
     it takes precedence over the rendered text from the next call on. Refused, with the

@@ -37,6 +37,7 @@ from ivr.protection.store_settings import SettingsStore
 from ivr.protection.store_tokens import TokenStore
 from ivr.recording import RecordingFinaliser
 from ivr.recordings.reconcile import RecordingReconciler
+from ivr.recordings.service_analysis import AnalysisWorker
 from ivr.recordings.service_archive import ArchiveService
 from ivr.recordings.store_chain import ChainStore
 from ivr.recordings.store_index import RecordingIndex
@@ -101,6 +102,11 @@ class Controller:
                                       node=self.node)
         self.finaliser = RecordingFinaliser(self.calls, prompts_dir=self.config.prompts_dir,
                                             archive=self.archive)
+        # Final recordings are analysed off the call path; the queue is the index, so rows a
+        # crash left pending are done now. The archive service wakes it (on_final).
+        self.analysis = AnalysisWorker(self.recording_index, self.config.recordings_dir,
+                                       node=self.node)
+        self.archive.on_final.append(self.analysis.wake)
         self.tokens = TokenService(TokenStore(self.db), self.audit)
         self.settings = SettingsService(SettingsStore(self.db), self.audit, self.known_names)
         # The file's settings were checked by `ivr setup`/`ivr run` before we got here.
@@ -150,6 +156,7 @@ class Controller:
         self._track(asyncio.get_running_loop().create_task(self._reconcile_recordings()))
         await self.agi.start()
         await self.ami.start()
+        await self.analysis.start()
         await self._protection_changed(self.settings.current())
         self._write_state(time.time(), ok=True, errors=[])
 
@@ -374,6 +381,7 @@ class Controller:
             await asyncio.wait_for(self.finaliser.wait_idle(), 10)
         except TimeoutError:
             log.warning("event=finaliser_shutdown_timeout")
+        await self.analysis.stop()  # a row being analysed stays pending for the next start
         # Nothing reports facts any more: the writer commits what it still holds, then the
         # connections close.
         await self.db.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from ivr.audio import (
     AudioError,
@@ -409,7 +410,8 @@ def test_import_refusals_name_the_reason(tmp_path: Path) -> None:
 
     not_audio = tmp_path / "letter.wav"
     not_audio.write_text("Dear admin, ...")
-    with pytest.raises(AudioError, match=r"letter\.wav: not a RIFF/WAVE file"):
+    with pytest.raises(AudioError, match=r"letter\.wav: not an audio file that can be "
+                       r"imported \(WAV, FLAC, Ogg or MP3\)"):
         import_prompt(not_audio, dest)
 
     long_one = write_pcm(tmp_path / "long.wav", tone(440, 8000, 3.0)[:, None], 8000, 16)
@@ -427,9 +429,62 @@ def test_import_refusals_name_the_reason(tmp_path: Path) -> None:
     adpcm = write_riff(
         tmp_path / "adpcm.wav", tag=0x11, channels=1, rate=8000, bits=4, payload=b"\x00" * 256
     )
-    with pytest.raises(AudioError, match=r"adpcm\.wav: unsupported format"):
+    with pytest.raises(AudioError, match=r"adpcm\.wav: not an audio file .*Malformed 'fmt '"):
         import_prompt(adpcm, dest)
 
+    aiff = tmp_path / "voice.aiff"  # libsndfile reads it; not one of the upload formats
+    sf.write(aiff, tone(440, 8000, 1.0), 8000, format="AIFF")
+    with pytest.raises(AudioError, match=r"voice\.aiff: unsupported format: AIFF.*upload WAV"):
+        import_prompt(aiff, dest)
+
+    assert not dest.exists()
+
+
+@pytest.mark.parametrize(("fmt", "subtype", "suffix", "described"), [
+    ("FLAC", "PCM_24", "flac", "FLAC 24-bit PCM"),
+    ("OGG", "VORBIS", "ogg", "Ogg Vorbis"),
+    ("OGG", "OPUS", "opus", "Ogg Opus"),
+    ("MP3", "MPEG_LAYER_III", "mp3", "MP3"),
+    ("WAV", "ALAW", "wav", "8-bit A-law"),
+    ("WAV", "FLOAT", "wav", "32-bit float"),
+])
+def test_import_reads_flac_ogg_mp3_and_wav_variants(tmp_path: Path, fmt: str, subtype: str,
+                                                     suffix: str, described: str) -> None:
+    """Files made by libsndfile itself: a 700 Hz tone between two seconds of silence."""
+    rate = 48000 if subtype == "OPUS" else 44100
+    speech = tone(700, rate, 1.0, amp=0.2)
+    silence = np.zeros(rate, dtype=np.float32)
+    mono = np.concatenate([silence, speech, silence])
+    src = tmp_path / f"admin-{subtype.lower()}.{suffix}"
+    sf.write(src, np.stack([mono, mono], axis=1), rate, format=fmt, subtype=subtype)
+
+    result = import_prompt(src, tmp_path / "out" / "custom.wav")
+
+    assert described in result.source_format and "stereo" in result.source_format
+    assert result.source_duration_s == pytest.approx(3.0, abs=0.06)  # MP3/Opus pad a frame
+    assert result.duration_s == pytest.approx(1.3, abs=0.06)
+    with wave.open(str(result.path)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 8000)
+    out = read_wav(result.path).samples
+    assert peak_dbfs(out) == pytest.approx(-3.0, abs=0.05)
+    middle = out[int(0.4 * 8000):int(0.9 * 8000)]
+    assert dominant_hz(middle, 8000) == pytest.approx(700, abs=10)
+
+
+def test_damaged_uploads_are_refused_with_the_reason(tmp_path: Path) -> None:
+    dest = tmp_path / "dest.wav"
+    good = tmp_path / "good.flac"
+    sf.write(good, tone(440, 16000, 3.0, amp=0.3), 16000, format="FLAC")
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(good.read_bytes()[:200])  # the header and hardly any audio
+    with pytest.raises(AudioError, match=r"cut\.flac: (empty|damaged|not an audio file)"):
+        import_prompt(cut, dest)
+    text_mp3 = tmp_path / "song.mp3"
+    text_mp3.write_bytes(b"<html>404 Not Found</html>" * 20)
+    with pytest.raises(AudioError, match=r"song\.mp3: not an audio file that can be imported"):
+        import_prompt(text_mp3, dest)
+    with pytest.raises(AudioError, match=r"gone\.ogg: cannot read file"):
+        import_prompt(tmp_path / "gone.ogg", dest)
     assert not dest.exists()
 
 
