@@ -37,6 +37,7 @@ from ivr.protection.store_settings import SettingsStore
 from ivr.protection.store_tokens import TokenStore
 from ivr.recording import RecordingFinaliser
 from ivr.recordings.reconcile import RecordingReconciler
+from ivr.recordings.retention import RetentionService
 from ivr.recordings.service_analysis import AnalysisWorker
 from ivr.recordings.service_archive import ArchiveService
 from ivr.recordings.store_chain import ChainStore
@@ -157,6 +158,11 @@ class Controller:
         await self.agi.start()
         await self.ami.start()
         await self.analysis.start()
+        # Retention: expire now and hourly (never a live call's or an unfinished file).
+        self.retention = RetentionService(self.recording_index, self.recording_chain,
+                                          self.config.recordings_dir, self.config.recording,
+                                          audit=self.audit, calls=self.calls.store)
+        self._retention_task = asyncio.create_task(self.retention.run_hourly())
         await self._protection_changed(self.settings.current())
         self._write_state(time.time(), ok=True, errors=[])
 
@@ -372,6 +378,9 @@ class Controller:
         finish (recordings), then close the store (its writer drains first)."""
         self._stopping = True
         await self.settings.stop_polling()
+        if getattr(self, "_retention_task", None) is not None:
+            self._retention_task.cancel()
+            await asyncio.gather(self._retention_task, return_exceptions=True)
         await self.agi.stop()
         await self.ami.stop()
         for task in list(self._reconcile_tasks):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from ivr.recordings.chain import GENESIS, canonical, link_hash
 from ivr.store.db import Database
 from ivr.store.engine import write_transaction
 from ivr.store.tables import recording_chain, to_datetime, to_epoch
+
+log = logging.getLogger("ivr.recordings.chain")
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,9 @@ class ChainStore:
                     seq = int(result.scalar_one())
             except IntegrityError:
                 continue
+            # The head hash in the log after every append: an anchor outside the database.
+            log.info("event=recording_chained call_id=%s recording_id=%d kind=%s seq=%d "
+                     "head=%s", call_id, recording_id, kind, seq, values["hash"])
             return ChainEntry(seq=seq, at=self.clock(), kind=kind, recording_id=recording_id,
                               call_id=call_id, entry=text, prev_hash=prev,
                               hash=values["hash"])
