@@ -175,16 +175,18 @@ class RecordingSearch:
 
     async def analysis_svg(self, call_id: str, kind: str = "call") -> str:
         """The analysis picture (SVG); NotFound until the recording is analysed."""
+        from ivr.recordings.picture import render_svg
+
         row = await self.row(call_id, kind)
         if row.analysis_state != AnalysisState.DONE or not row.analysis:
             raise NotFound(f"the recording of call {call_id!r} is not analysed "
                            f"(analysis {row.analysis_state})", field="call_id")
         try:
-            from ivr.recordings import picture  # type: ignore[attr-defined]
-        except ImportError:
-            raise AdminError("analysis pictures are not available in this version",
-                             status=501) from None
-        return await asyncio.to_thread(picture.svg, row.analysis)
+            return await asyncio.to_thread(render_svg, row.analysis,
+                                           f"call {row.call_id} ({row.kind})")
+        except ValueError as exc:  # an analysis that failed has no sides to draw
+            raise NotFound(f"the analysis of call {call_id!r} cannot be drawn: {exc}",
+                           field="call_id") from None
 
 
 def printable(value: object, limit: int = 200) -> str:

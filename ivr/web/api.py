@@ -25,6 +25,7 @@ from ivr.protection.service_settings import Actor, SettingsService
 from ivr.protection.service_tokens import TokenService, allowed
 from ivr.protection.store_audit import AuditStore
 from ivr.protection.store_tokens import Token
+from ivr.recordings.service_evidence import EvidenceService
 from ivr.recordings.service_search import RecordingSearch
 from ivr.service import CallService
 
@@ -48,6 +49,7 @@ class AdminServices:
     rules_test: Callable[..., Any] | None = None
     # Recordings search, playback and export (ivr/web/api_recordings.py). None: not available.
     recordings: RecordingSearch | None = None
+    evidence: EvidenceService | None = None  # the export bundle (GET /recordings/{id}/export)
 
 
 SERVICES = web.AppKey("admin_services", AdminServices)

@@ -17,15 +17,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from aiohttp import web
 
 from ivr.recordings.search import build_query, check_call_id, valid_call_id
 from ivr.recordings.service_search import (
-    OpenRecording,
     RecordingAccess,
     RecordingSearch,
     detail,
@@ -205,25 +208,25 @@ def _byte_range(request: web.Request, size: int) -> tuple[int, int] | None:
     return start, stop - start
 
 
-async def _send(request: web.Request, opened: OpenRecording, start: int, count: int,
-                response: web.StreamResponse) -> int:
+async def _send(request: web.Request, file: BinaryIO, start: int, count: int,
+                response: web.StreamResponse, call_id: str) -> int:
     """Stream `count` bytes from `start`; reads off the loop. The bytes sent."""
     await response.prepare(request)
     sent = 0
     if request.method == "HEAD":
         return sent
-    await asyncio.to_thread(opened.file.seek, start)
+    await asyncio.to_thread(file.seek, start)
     try:
         while sent < count:
-            chunk = await asyncio.to_thread(opened.file.read, min(CHUNK, count - sent))
+            chunk = await asyncio.to_thread(file.read, min(CHUNK, count - sent))
             if not chunk:  # shorter than when opened: nothing more to send
                 break
             await response.write(chunk)
             sent += len(chunk)
         await response.write_eof()
     except ConnectionError:  # the player went away (a browser seeking does this)
-        log.info("event=recording_send_stopped call_id=%s sent=%d of=%d",
-                 opened.row.call_id, sent, count)
+        log.info("event=recording_send_stopped call_id=%s sent=%d of=%d", call_id, sent,
+                 count)
     return sent
 
 
@@ -262,7 +265,7 @@ async def audio(request: web.Request) -> web.StreamResponse:
                             sent=headers.get("Content-Range", f"bytes 0-{count - 1}"))
         await record(request, note, status, note.details)
         response = web.StreamResponse(status=status, headers=headers)
-        await _send(request, opened, start, count, response)
+        await _send(request, opened.file, start, count, response, call_id)
         return response
     finally:
         await asyncio.to_thread(opened.file.close)
@@ -279,8 +282,50 @@ async def analysis_svg(request: web.Request) -> web.Response:
                         headers={"Cache-Control": "no-store"})
 
 
+@requires("recordings.export")
+async def export(request: web.Request) -> web.StreamResponse:
+    """The call's evidence bundle (ivr/recordings/service_evidence.py) as one .tar: the
+    recordings, call record and timeline, analysis, chain entries, SHA256SUMS."""
+    from ivr.protection.service_settings import Actor
+    from ivr.recordings.service_evidence import ExportError
+
+    _params(request, set())
+    call_id = _call_id(request)
+    evidence = request.app[SERVICES].evidence
+    if evidence is None:
+        raise ApiError(501, "evidence export is not available on this server")
+    await _service(request).for_call(call_id)  # 404 for a call without recordings
+    token = request[TOKEN]
+    folder = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="ivr-export-"))
+    try:
+        try:
+            result = await evidence.export_tar(call_id, out_dir=folder, actor=Actor(
+                name=token.name, role=token.role, origin=f"api {request.remote or '-'}"))
+        except ExportError as exc:
+            raise ApiError(404, str(exc), "call_id") from None
+        assert result.tar is not None
+        file = await asyncio.to_thread(result.tar.open, "rb")
+        try:
+            size = (await asyncio.to_thread(os.fstat, file.fileno())).st_size
+            note = request[ACCESS]
+            note.details.update(bundle=result.tar.name, size=size, head=result.head_hash,
+                                problems=result.problems or None)
+            await record(request, note, 200, note.details)
+            response = web.StreamResponse(status=200, headers={
+                "Content-Type": "application/x-tar", "Content-Length": str(size),
+                "Cache-Control": "no-store",
+                "Content-Disposition": f'attachment; filename="{result.tar.name}"'})
+            await _send(request, file, 0, size, response, call_id)
+            return response
+        finally:
+            await asyncio.to_thread(file.close)
+    finally:  # the bundle was for this reply only
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/recordings", search)
     router.add_get("/recordings/{call_id}", show)
     router.add_get("/recordings/{call_id}/audio", audio)
     router.add_get("/recordings/{call_id}/analysis.svg", analysis_svg)
+    router.add_get("/recordings/{call_id}/export", export)

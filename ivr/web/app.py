@@ -9,6 +9,7 @@ from prometheus_client.registry import Collector
 
 from ivr.controller import Controller
 from ivr.model import Outcome
+from ivr.recordings.service_evidence import EvidenceService
 from ivr.recordings.service_search import RecordingSearch
 from ivr.web.api import AdminServices, create_api
 
@@ -83,4 +84,7 @@ def admin_services(controller: Controller) -> AdminServices:
     return AdminServices(settings=controller.settings, tokens=controller.tokens,
                          audit=controller.audit, calls=controller.calls,
                          blocks=controller.blocks, rules_test=controller.rules.test,
-                         recordings=recordings)
+                         recordings=recordings, evidence=EvidenceService(
+                             controller.recording_index, controller.recording_chain,
+                             controller.config.recordings_dir, audit=controller.audit,
+                             calls=controller.calls.store))

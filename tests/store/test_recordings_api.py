@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,10 @@ from ivr.protection.store_audit import AuditStore
 from ivr.protection.store_blocks import BlockStore
 from ivr.protection.store_settings import SettingsStore
 from ivr.protection.store_tokens import TokenStore
+from ivr.recordings.service_analysis import analyse_file
+from ivr.recordings.service_evidence import EvidenceService
 from ivr.recordings.service_search import RecordingSearch
+from ivr.recordings.store_chain import ChainStore
 from ivr.recordings.store_index import RecordingIndex, State
 from ivr.service import CallService
 from ivr.store import CallStore, Database
@@ -89,7 +94,8 @@ async def api(db: Database, tmp_path: Path):
     services = AdminServices(
         settings=SettingsService(SettingsStore(db), audit), tokens=tokens, audit=audit,
         calls=CallService(CallStore(db), node="n1"), blocks=BlockService(BlockStore(db), audit),
-        recordings=RecordingSearch(index, root))
+        recordings=RecordingSearch(index, root),
+        evidence=EvidenceService(index, ChainStore(db), root, audit=audit, calls=CallStore(db)))
     app = web.Application()
     app.add_subapp("/api/v1", create_api(services))
     client = TestClient(TestServer(app))
@@ -317,4 +323,35 @@ async def test_an_index_path_outside_the_folder_is_not_served(api, caplog):
     link.symlink_to(api.root.parent / "secret.txt")
     await api.index.update(rid, path="2025/11/24/link.wav")
     await refused(api, await api.get("/api/v1/recordings/1764000000.1/audio",
+                                     headers=auth(api)), 404)
+
+
+async def test_analysis_picture_and_evidence_export(api):
+    call_id = "1764000000.2"
+    relative, size, sha = api.files[call_id]
+    [row] = await api.index.for_call(call_id)
+    analysis = await asyncio.to_thread(analyse_file, api.root / relative, sha)
+    await api.index.update(row.id, analysis=analysis, analysis_state="done")
+    response = await api.get(f"/api/v1/recordings/{call_id}/analysis.svg", headers=auth(api))
+    assert response.status == 200 and response.content_type == "image/svg+xml"
+    assert (await response.text()).startswith("<svg")
+    assert (await api.audit.list(action="recording.analysis"))[0].target == \
+        f"recording {call_id}"
+    await refused(api, await api.get(f"/api/v1/recordings/{call_id}/analysis.svg",
+                                     headers=auth(api, "operator")), 403)
+    # The bundle: a tar whose recording is the archive file, byte for byte, with its sums.
+    response = await api.get(f"/api/v1/recordings/{call_id}/export", headers=auth(api))
+    assert response.status == 200, await response.text()
+    assert response.headers["Content-Type"] == "application/x-tar"
+    with tarfile.open(fileobj=io.BytesIO(await response.read())) as tar:
+        members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+        recording = tar.extractfile(members[Path(relative).name])
+        assert recording is not None and recording.read() == (api.root / relative).read_bytes()
+        sums = tar.extractfile(members["SHA256SUMS"])
+        assert sums is not None and f"{sha}  {Path(relative).name}" in sums.read().decode()
+    exports = await api.audit.list(action="recording.export")
+    assert exports[0].actor == "t-supervisor" and exports[0].after["size"] > size
+    await refused(api, await api.get(f"/api/v1/recordings/{call_id}/export",
+                                     headers=auth(api, "operator")), 403)
+    await refused(api, await api.get("/api/v1/recordings/1764000000.99/export",
                                      headers=auth(api)), 404)
