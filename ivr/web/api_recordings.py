@@ -95,31 +95,46 @@ async def access_log(request: web.Request, handler: Any) -> web.StreamResponse:
         return await handler(request)
     wanted, call_id, raw = _asked(request)
     note = request[ACCESS] = AccessNote(action=wanted, call_id=call_id)
-    status, response = 500, None
     try:
         response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
+    except web.HTTPException as exc:  # errors() answers the API's own; this is the rest
         if not note.recorded:
-            details = dict(note.details)
-            if status >= 400:
-                details.update(wanted=note.action, **_error_of(response))
-                if raw is not None and call_id is None:
-                    details["asked"] = printable(raw)
-                note.action = "recording.refused"
-            details["range"] = printable(request.headers.get("Range")) if request.headers.get(
-                "Range") else None
-            if request.query_string:
-                details.setdefault("query", printable(request.query_string))
-            try:
-                await record(request, note, status, details)
-            except Exception:  # the refusal's log line is written; the row is not
-                log.exception("event=recording_access_unrecorded call_id=%s status=%d",
-                              call_id or "-", status)
+            await _log_refusal(request, note, exc.status, None, raw)
+        raise
+    if note.recorded:  # a file: its row was written before the first byte went
+        return response
+    if response.status >= 400:
+        await _log_refusal(request, note, response.status, response, raw)
+        return response
+    try:
+        await record(request, note, response.status, _asked_details(request, note.details))
+    except Exception as exc:  # no row, no answer: the client gets nothing it could not be
+        return error_response(500, "the access log could not be written; nothing was sent",
+                              None, request, exc)
+    return response
+
+
+def _asked_details(request: web.Request, details: dict[str, Any]) -> dict[str, Any]:
+    out = dict(details)
+    if request.headers.get("Range"):
+        out["range"] = printable(request.headers["Range"])
+    if request.query_string:
+        out.setdefault("query", printable(request.query_string))
+    return out
+
+
+async def _log_refusal(request: web.Request, note: AccessNote, status: int,
+                       response: web.StreamResponse | None, raw: str | None) -> None:
+    details = _asked_details(request, note.details)
+    details.update(wanted=note.action, **_error_of(response))
+    if raw is not None and note.call_id is None:
+        details["asked"] = printable(raw)
+    note.action = "recording.refused"
+    try:
+        await record(request, note, status, details)
+    except Exception:  # the refusal's log line is written; the row is not
+        log.exception("event=recording_access_unrecorded call_id=%s status=%d",
+                      note.call_id or "-", status)
 
 
 async def record(request: web.Request, note: AccessNote, status: int,

@@ -355,3 +355,16 @@ async def test_analysis_picture_and_evidence_export(api):
                                      headers=auth(api, "operator")), 403)
     await refused(api, await api.get("/api/v1/recordings/1764000000.99/export",
                                      headers=auth(api)), 404)
+
+
+async def test_nothing_is_sent_without_its_audit_row(api, monkeypatch):
+    async def broken(**_kwargs):
+        raise RuntimeError("audit store down")
+
+    monkeypatch.setattr(api.audit, "record", broken)
+    for path in ("/api/v1/recordings/1764000000.1/audio", "/api/v1/recordings",
+                 "/api/v1/recordings/1764000000.1"):
+        response = await api.get(path, headers=auth(api))
+        assert response.status == 500, path
+        body = await response.read()
+        assert b"RIFF" not in body and b"1764000000" not in body, path
