@@ -71,7 +71,8 @@ def _asked(request: web.Request) -> tuple[str, str | None, str | None]:
     route = info.route.resource.canonical if info.route.resource is not None else ""
     if "{call_id}" not in route:
         return WANTED[""], None, None
-    action = WANTED.get(route.rpartition("}")[2].lstrip("/"), "recording.read")
+    tail = route.rpartition("}")[2].lstrip("/")
+    action = WANTED.get(tail, "recording.read") if tail else "recording.read"
     if action == "recording.play" and request.query.get("download") in ("1", "true"):
         action = "recording.download"
     call_id = info["call_id"]

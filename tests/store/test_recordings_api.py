@@ -245,8 +245,11 @@ async def test_show_and_states(api):
     body = await (await api.get("/api/v1/recordings/1764000000.2", headers=auth(api))).json()
     [row] = body["recordings"]
     assert row["sha256"] == api.files["1764000000.2"][2] and row["flags"] == ["flagged"]
-    await refused(api, await api.get("/api/v1/recordings/1764000000.99", headers=auth(api)),
-                  404, "call_id")
+    row = await refused(api, await api.get("/api/v1/recordings/1764000000.99",
+                                           headers=auth(api)), 404, "call_id")
+    assert row["after"]["wanted"] == "recording.read"
+    assert (await api.audit.list(action="recording.read"))[0].target == \
+        "recording 1764000000.2"
     await refused(api, await api.get("/api/v1/recordings/1764000000.5/audio",
                                      headers=auth(api)), 410)  # expired
     await refused(api, await api.get("/api/v1/recordings/1764000000.6/audio",
