@@ -40,6 +40,7 @@ log = logging.getLogger("ivr.web.recordings")
 
 PREFIX = "/api/v1/recordings"
 CHUNK = 256 * 1024
+PATH_LIKE = ("/", "\\", "..", "\x00")
 WANTED = {"": "recording.search", "audio": "recording.play", "analysis.svg":
           "recording.analysis", "export": "recording.export"}  # by the route's last part
 
@@ -156,7 +157,8 @@ def _service(request: web.Request) -> RecordingSearch:
 
 
 def _params(request: web.Request, allowed: set[str]) -> dict[str, str]:
-    """The query as a plain dict: an unknown, repeated or NUL-bearing parameter is a 400."""
+    """The query as a plain dict. An unknown or repeated parameter is a 400, and so is a value
+    that looks like a path: none of these parameters takes one."""
     out: dict[str, str] = {}
     for name in request.query:
         if name not in allowed:
@@ -166,8 +168,9 @@ def _params(request: web.Request, allowed: set[str]) -> dict[str, str]:
         values = request.query.getall(name)
         if len(values) > 1:
             raise ApiError(400, f"{name} is given more than once", name)
-        if "\x00" in values[0]:
-            raise ApiError(400, f"{name}: NUL byte", name)
+        if any(bad in values[0] for bad in PATH_LIKE):
+            raise ApiError(400, f"{name}: no parameter here takes a path ('/', '\\', '..' "
+                           "or NUL)", name)
         out[name] = values[0]
     return out
 

@@ -187,11 +187,13 @@ async def test_search_validation_names_the_parameter(api):
                           ({"min_duration": "-1"}, "min_duration"),
                           ({"min_duration": "9", "max_duration": "3"}, "max_duration"),
                           ({"shouting": "loud"}, "shouting"), ({"state": "gone"}, "state"),
-                          ({"number": "call me"}, "number"), ({"desk": "../x"}, "desk")):
+                          ({"number": "call me"}, "number"), ({"desk": "a b"}, "desk")):
         row = await refused(api, await api.get("/api/v1/recordings", params=params,
                                                headers=auth(api)), 422, field)
         assert row["actor"] == "t-supervisor" and row["after"]["wanted"] == "recording.search"
-    for params, field in (({"path": "/etc/passwd"}, "path"), ({"desk": "a\x00b"}, "desk")):
+    for params, field in (({"path": "/etc/passwd"}, "path"), ({"desk": "a\x00b"}, "desk"),
+                          ({"desk": "../x"}, "desk"), ({"number": "/etc/passwd"}, "number"),
+                          ({"from": "..\\..\\x"}, "from")):
         await refused(api, await api.get("/api/v1/recordings", params=params,
                                          headers=auth(api)), 400, field)
     # A granted search is in the log too, with its filters.
@@ -303,7 +305,7 @@ async def test_traversal_never_reaches_the_file_system(api):
                "/api/v1/recordings?desk=..%2F..%2Fsecret.txt"]
     for target in targets:
         status, body = await raw_get(api, target, token)
-        assert status in (400, 404, 422), (target, status, body)
+        assert status in (400, 404), (target, status, body)
         assert SECRET not in body and b"RIFF" not in body and b"fLaC" not in body
     rows = await api.audit.list(action="recording.refused", limit=1000)
     assert len(rows) - before == len(targets)
