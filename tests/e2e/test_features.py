@@ -19,8 +19,14 @@ import pytest
 from ivr.audio.wav import read_wav
 from tests.e2e.conftest import make_stack
 from tests.e2e.journey_helpers import seconds, ts
-from tests.e2e.recordings import call_recording
-from tests.e2e.rtp import caller_pcap
+from tests.e2e.recordings import (
+    assert_sent_on_side,
+    call_recording,
+    noise,
+    pcap_audio,
+    trace_times,
+)
+from tests.e2e.rtp import alaw_encode, bursts_pcap, caller_pcap
 from tests.e2e.rtp_capture import RtpCapture, dtmf_tones
 from tests.e2e.stack import SippPeer, Stack, wait_until
 from tests.e2e.xcorr import bye_at, find
@@ -65,10 +71,12 @@ def answered_by(phone: SippPeer, caller_number: str | None, since: float) -> flo
 
 
 def feature_call(stack: Stack, operator: str, number: str, keys: list[tuple[float, str]],
-                 talk: float) -> tuple[SippPeer, RtpCapture, dict, float]:
+                 talk: float, caller_audio: np.ndarray | None = None,
+                 ) -> tuple[SippPeer, RtpCapture, dict, float]:
     """One call to the support desk answered by `operator`, whose phone presses `keys`
     (seconds after answering); the caller hangs up `talk` s after the operator answered,
-    or earlier if Asterisk sends a BYE."""
+    or earlier if Asterisk sends a BYE. caller_audio: what the caller sends (float samples,
+    from the ACK on; default: speech)."""
     stack.login(operator, "support")
     try:
         running = stack.phones.pop(operator, None)  # a phone pressing another call's keys
@@ -76,7 +84,10 @@ def feature_call(stack: Stack, operator: str, number: str, keys: list[tuple[floa
             running.stop()
         phone = stack.operator(operator, pcap=lambda p: caller_pcap(p, 90.0, keys))
         wait_s = seconds(stack, "welcome") + seconds(stack, "notice") + 2.0
-        caller = stack.caller(number, DID, hangup_after=wait_s + talk, accept_bye=True)
+        pcap = None if caller_audio is None else (
+            lambda p: bursts_pcap(p, [(0.0, alaw_encode(caller_audio))]))
+        caller = stack.caller(number, DID, hangup_after=wait_s + talk, accept_bye=True,
+                              pcap=pcap)
         capture = RtpCapture(media_port(caller)).start()
         try:
             result = caller.wait(wait_s + talk + 60)
@@ -194,7 +205,9 @@ def test_notice_is_heard_and_recorded_at_the_same_time(stack):
 def test_escalate_moves_the_caller_to_the_supervisor_desk(stack):
     keys = [(PRESS_AT, "*"), (PRESS_AT + 0.6, "3")]
     supervisor = stack.phones["sv2001"]
-    caller, capture, record, answered = feature_call(stack, "op1003", "0355550103", keys, 14.0)
+    sent = noise(90.0, seed=1503)  # the caller's known audio
+    caller, capture, record, answered = feature_call(stack, "op1003", "0355550103", keys, 14.0,
+                                                     caller_audio=sent)
     no_feature_dtmf(capture, "*3")
     rang = supervisor.invites_received(since=answered, caller="0355550103")
     assert rang, "the supervisor's phone never rang"
@@ -212,6 +225,39 @@ def test_escalate_moves_the_caller_to_the_supervisor_desk(stack):
     spectrum = np.abs(np.fft.rfft(tail[:8000])) ** 2
     freqs = np.fft.rfftfreq(8000, 1 / 8000)
     assert spectrum[np.abs(freqs - 1000) < 50].sum() / spectrum.sum() > 0.5
+    recorded_whole(stack, caller, record, sent)
+
+
+def recorded_whole(stack: Stack, caller: SippPeer, record: dict, sent: np.ndarray) -> None:
+    """The escalated call is one archive covering the call (SIPp: 200 OK → BYE) holding
+    every party where SIPp sent it: the caller's noise on the left throughout (before and
+    after the move), the first operator's speech on the right (from their phone's pcap,
+    before the code was pressed), the supervisor's tone on the right at the end."""
+    [row] = recording_rows(stack, record["id"])
+    recording = call_recording(record)
+    assert row["path"] in str(recording.path) and row["kind"] == "call"
+    left, right = recording.left.samples, recording.right.samples
+    sip = trace_times(caller)
+    assert abs(recording.duration - (sip["bye"] - sip["ok"])) <= 0.5
+    assert_sent_on_side(left, right, sent, 0.5, sip["bye"] - sip["ack"] - 1.0,
+                        sip["ack"] - sip["ok"])
+    first = stack.phones["op1003"]  # the phone that answered, then pressed *3
+    phone = trace_times(first, since=caller.started_at)
+    spoken = pcap_audio(first.workdir / "pcap" / "operator.pcap")
+    # Its speech up to the code (the phone mutes around a key press).
+    assert_sent_on_side(right, left, spoken, 0.2, PRESS_AT - 0.4, phone["ack"] - sip["ok"],
+                        step=0.4)
+    tail = right[round((sip["bye"] - sip["ok"] - 2.0) * 8000):][:8000]
+    spectrum = np.abs(np.fft.rfft(tail)) ** 2
+    freqs = np.fft.rfftfreq(len(tail), 1 / 8000)
+    assert spectrum[np.abs(freqs - 1000) < 50].sum() / spectrum.sum() > 0.5
+
+
+def recording_rows(stack: Stack, call_id: str) -> list[dict]:
+    with sqlite3.connect(stack.data / "ivr.sqlite3") as db:
+        db.row_factory = sqlite3.Row
+        return [dict(r) for r in db.execute("SELECT * FROM recordings WHERE call_id = ?",
+                                            (call_id,))]
 
 
 def block_rows(stack: Stack, number: str) -> list[dict]:

@@ -34,7 +34,7 @@ from ivr.protection.store_audit import AuditStore
 from ivr.store import Database
 from tests.e2e.conftest import make_stack
 from tests.e2e.journey_helpers import ts
-from tests.e2e.recordings import call_recording, called_recording
+from tests.e2e.recordings import call_recording, called_recording, tone_seconds
 from tests.e2e.rtp_peer import RtpPeer, audio_packets, pcm
 from tests.e2e.stack import (
     IVR,
@@ -278,7 +278,17 @@ def test_allowed_call_notice_heard_by_called_party_before_the_operator(stack, ca
     assert archived.path.name.rsplit(".", 1)[0] == started_as.stem
     tx = archived.right.samples
     peak, _start, stretch = in_recording(tx, prompt(stack, "notice"))
-    assert call_recording(record).path.exists()
+    assert find(archived.left.samples, prompt(stack, "notice")).peak < 0.3
+    # Recorded whole, every party on its side: the operator's archive holds the far end
+    # (left) and the operator (right); the called party's holds them (left) and what they
+    # heard (right: the notice, then the operator). Talk: about 8 s.
+    call = call_recording(record)
+    for side, hz, other_hz in ((call.left, CALLED_HZ, OPERATOR_HZ),
+                               (call.right, OPERATOR_HZ, CALLED_HZ),
+                               (archived.left, CALLED_HZ, OPERATOR_HZ),
+                               (archived.right, OPERATOR_HZ, CALLED_HZ)):
+        assert tone_seconds(side.samples, hz) >= 6.0, (hz, tone_seconds(side.samples, hz))
+        assert tone_seconds(side.samples, other_hz) < 0.5, other_hz
     print(f"\nOUTBOUND-FIGURES notice_peak_heard={notice.peak:.3f} "
           f"first_operator_frame_after_notice_end={packets[first_frame].at - notice_end:.3f}s "
           f"notice_peak_in_recording={peak:.3f} late_frames_in_recording={stretch:.3f}s "
