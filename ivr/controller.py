@@ -104,7 +104,7 @@ class Controller:
         self.finaliser = RecordingFinaliser(self.calls, prompts_dir=self.config.prompts_dir,
                                             archive=self.archive)
         # Final recordings are analysed off the call path; the queue is the index, so rows a
-        # crash left pending are done now. The archive service wakes it (on_final).
+        # crash left pending are done at start-up; the archive service wakes it.
         self.analysis = AnalysisWorker(self.recording_index, self.config.recordings_dir,
                                        node=self.node)
         self.archive.on_final.append(self.analysis.wake)

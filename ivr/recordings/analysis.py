@@ -53,12 +53,15 @@ MONOLOGUE_PAUSE_S: Final = 2.0
 SHOUT_ABOVE_DB: Final = 10.0
 SHOUT_FLOOR_DBFS: Final = -20.0
 SHOUT_SMOOTH_S: Final = 0.5
-SHOUT_MIN_S: Final = 1.0
-SHOUT_GAP_S: Final = 0.5  # a breath inside a shouted sentence does not split the episode
+SHOUT_MIN_S: Final = 1.0  # loud time within an episode
+# Loud stretches this close are one episode: taking a breath, or the other side getting a
+# word in, does not split an outburst in two.
+SHOUT_GAP_S: Final = 2.0
 # Below this much talk a side has no baseline to compare with: no episodes are claimed.
 BASELINE_MIN_S: Final = 3.0
 
 SIDES: Final = ("caller", "other")
+CHUNK_WINDOWS: Final = 6000  # 10 minutes of windows per block of samples
 
 
 def analyse(caller: np.ndarray, other: np.ndarray, rate: int = 8000) -> dict[str, Any]:
@@ -95,10 +98,15 @@ def window_levels(samples: np.ndarray, window: int, length: int | None = None) -
         raise ValueError(f"one side is one channel, got shape {x.shape}")
     length = max(len(x), length or 0)
     count = -(-length // window)
-    padded = np.zeros(count * window, dtype=np.float32)
-    padded[:len(x)] = x
-    blocks = padded.reshape(count, window)
-    power = np.einsum("ij,ij->i", blocks, blocks, dtype=np.float64)
+    power = np.zeros(count, dtype=np.float64)
+    # In blocks of CHUNK_WINDOWS, so a long call never needs a float copy of a whole side.
+    for first in range(0, -(-len(x) // window), CHUNK_WINDOWS):
+        part = x[first * window:(first + CHUNK_WINDOWS) * window]
+        n = -(-len(part) // window)
+        block = np.zeros(n * window, dtype=np.float32)
+        block[:len(part)] = part
+        block = block.reshape(n, window)
+        power[first:first + n] = np.einsum("ij,ij->i", block, block, dtype=np.float64)
     sizes = np.full(count, window, dtype=np.float64)
     if count:
         sizes[-1] = length - (count - 1) * window
@@ -143,16 +151,22 @@ def shouting_episodes(levels: np.ndarray, baseline: float) -> list[dict[str, flo
     """Sustained stretches well above the speaker's own baseline (see SHOUT_*)."""
     threshold = max(baseline + SHOUT_ABOVE_DB, SHOUT_FLOOR_DBFS)
     smooth = smoothed(levels, _windows(SHOUT_SMOOTH_S))
-    loud = fill_gaps(smooth >= threshold, _windows(SHOUT_GAP_S))
-    episodes = []
-    for start, end in runs(loud):
-        # The smoothing spreads an episode by half its width each way: its edges are the
+    joined: list[list[int]] = []  # [first, last, loud windows]
+    for start, end in runs(smooth >= threshold):
+        # The smoothing spreads a stretch by half its width each way: its edges are the
         # first and last unsmoothed windows above the threshold.
         above = np.flatnonzero(levels[start:end] >= threshold)
         if above.size == 0:
             continue
         first, last = start + int(above[0]), start + int(above[-1]) + 1
-        if last - first < _windows(SHOUT_MIN_S):
+        if joined and first - joined[-1][1] <= _windows(SHOUT_GAP_S):
+            joined[-1][1] = last
+            joined[-1][2] += last - first
+        else:
+            joined.append([first, last, last - first])
+    episodes = []
+    for first, last, loud in joined:
+        if loud < _windows(SHOUT_MIN_S):
             continue
         peak = float(levels[first:last].max())
         episodes.append({

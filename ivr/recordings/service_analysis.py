@@ -156,11 +156,13 @@ class AnalysisWorker:
             if Path(row.path).is_absolute() or ".." in Path(row.path).parts:
                 raise AnalysisError(f"{row.path!r}: not a path inside the recordings folder")
             result = await asyncio.to_thread(self.analyse_path, path, row.sha256)
-        except (AnalysisError, ValueError, MemoryError) as exc:
+        except Exception as exc:  # one bad file (or a bug it hits) must not block the queue
+            reason = str(exc) if isinstance(exc, AnalysisError) else \
+                f"{type(exc).__name__}: {exc}"
             log.warning("event=analysis_failed call_id=%s recording_id=%d path=%s reason=%r",
-                        row.call_id, row.id, row.path, str(exc))
+                        row.call_id, row.id, row.path, reason)
             await self.index.update(row.id, analysis_state=AnalysisState.FAILED,
-                                    analysis={"error": str(exc)}, analysed_at=self.clock(),
+                                    analysis={"error": reason}, analysed_at=self.clock(),
                                     shouting=None)
             return AnalysisState.FAILED
         await self.index.update(row.id, analysis_state=AnalysisState.DONE, analysis=result,

@@ -130,3 +130,23 @@ async def _until_done(index: RecordingIndex, ids: list[int]) -> None:
         if all(r.analysis_state == AnalysisState.DONE for r in rows):
             return
         await asyncio.sleep(0.05)
+
+
+async def test_an_unexpected_error_fails_the_row_and_the_queue_goes_on(
+        db: Database, tmp_path: Path) -> None:
+    index = RecordingIndex(db)
+    first = await archived(index, tmp_path, "c-boom")
+    second = await archived(index, tmp_path, "c-fine")
+
+    def analyse_path(path: Path, sha256: str | None) -> dict:
+        if "c-boom" in path.name:
+            raise RuntimeError("a bug in the analysis")
+        from ivr.recordings.service_analysis import analyse_file
+        return analyse_file(path, sha256)
+
+    worker = AnalysisWorker(index, tmp_path, node="n1", analyse_path=analyse_path)
+    assert await worker.drain() == 2
+    failed = await index.get(first)
+    assert failed.analysis_state == AnalysisState.FAILED
+    assert failed.analysis == {"error": "RuntimeError: a bug in the analysis"}
+    assert (await index.get(second)).analysis_state == AnalysisState.DONE

@@ -171,3 +171,29 @@ def test_picture_marks_the_episode_where_it_happened() -> None:
 
     with pytest.raises(ValueError, match=r"not an analysis.*no file"):
         picture.render_svg({"version": ANALYSIS_VERSION, "error": "no file"})
+
+
+def test_a_pause_inside_an_outburst_does_not_split_it() -> None:
+    caller = speech_like(60.0, -28.0)
+    caller[20 * RATE:int(22.5 * RATE)] = speech_like(2.5, -8.0, seed=7)
+    caller[int(22.5 * RATE):24 * RATE] = 0.0  # 1.5 s to breathe
+    caller[24 * RATE:26 * RATE] = speech_like(2.0, -8.0, seed=8)
+    caller[40 * RATE:int(41.5 * RATE)] = speech_like(1.5, -8.0, seed=9)  # 14 s later: another
+    episodes = analyse(pcm(caller), pcm(silence(60.0)), RATE)["caller"]["episodes"]
+    # (a syllable gap may end a stretch of noise-made talk up to 0.3 s early)
+    assert [(e["start"], e["end"]) for e in episodes] == [
+        pytest.approx((20.0, 26.0), abs=0.35), pytest.approx((40.0, 41.5), abs=0.35)]
+
+
+def test_levels_are_the_same_across_blocks() -> None:
+    x = pcm(speech_like(1300.0, -26.0))[:-123]  # > 2 blocks of 10 min, a partial window
+    levels = analysis.window_levels(x, 800)
+    whole = x.astype(np.float64)
+    padded = np.zeros(len(levels) * 800)
+    padded[:len(whole)] = whole
+    power = (padded.reshape(-1, 800) ** 2).sum(axis=1)
+    power[-1] /= 800 - 123
+    power[:-1] /= 800
+    expected = np.maximum(10 * np.log10(np.maximum(power, 1e-30) / 32768.0 ** 2), -90.0)
+    assert np.allclose(levels, expected, atol=1e-3)
+
