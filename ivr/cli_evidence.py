@@ -121,9 +121,14 @@ def expire(config_path: str, dry_run: bool) -> None:
 
     done = _run(config_path, work)
     for e in done:
-        click.echo(f"{'would expire' if dry_run else 'expired'} {e.call_id} {e.path} "
-                   f"(desk {e.desk or '-'}, kept until {iso(e.keep_until)})")
-    click.echo(f"{len(done)} recording(s) {'due' if dry_run else 'expired'}")
+        what = f"NOT expired ({e.refused})" if e.refused else (
+            "would expire" if dry_run else "expired")
+        click.echo(f"{what} {e.call_id} {e.path} (desk {e.desk or '-'}, kept until "
+                   f"{iso(e.keep_until)})")
+    count = sum(1 for e in done if not e.refused)
+    click.echo(f"{count} recording(s) {'due' if dry_run else 'expired'}"
+               + (f", {len(done) - count} refused: see `ivr recordings verify`"
+                  if len(done) > count else ""))
 
 
 def _hold_command(name: str, hold: bool) -> click.Command:

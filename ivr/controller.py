@@ -161,7 +161,8 @@ class Controller:
         # Retention: expire now and hourly (never a live call's or an unfinished file).
         self.retention = RetentionService(self.recording_index, self.recording_chain,
                                           self.config.recordings_dir, self.config.recording,
-                                          audit=self.audit, calls=self.calls.store)
+                                          audit=self.audit, calls=self.calls.store,
+                                          node=self.node)
         self._retention_task = asyncio.create_task(self.retention.run_hourly())
         await self._protection_changed(self.settings.current())
         self._write_state(time.time(), ok=True, errors=[])

@@ -25,6 +25,7 @@ from ivr.protection.service_settings import Actor
 from ivr.protection.store_audit import AuditStore
 from ivr.recordings.chain import tombstone_entry
 from ivr.recordings.files import PathError, hash_file, index_path
+from ivr.recordings.service_archive import HOLD_FLAGS
 from ivr.recordings.store_chain import ChainStore
 from ivr.recordings.store_index import RecordingIndex, RecordingRow, State
 from ivr.recordings.verify import row_fields
@@ -36,9 +37,6 @@ log = logging.getLogger("ivr.recordings.retention")
 
 DAY = 86400.0
 RETENTION_ACTOR = Actor(name="retention", role="system", origin="controller")
-#: Call flags that hold a recording until a supervisor releases it (an operator flagged the
-#: call as harassment: ivr/protection/service_features.py).
-HOLD_FLAGS = frozenset({"harassment"})
 INTERRUPTED_AFTER = 600.0  # seconds
 
 
@@ -46,17 +44,11 @@ class RetentionError(ValueError):
     pass
 
 
-def keep_until_for(config: RecordingConfig, desk: str | None, finalised_at: float) -> float | None:
-    """When a recording archived at `finalised_at` may go (None: kept for ever). The archive
-    sets it on the row; rows without one get it from the settings in force at expiry."""
-    days = config.retention_for(desk)
-    return None if days == 0 else finalised_at + days * DAY
-
-
-def hold_reason_for(flags: str | list[str] | None) -> str | None:
-    """The hold a recording gets at archive time from its call's flags (None: no hold)."""
-    found = sorted(set(flags.split() if isinstance(flags, str) else flags or []) & HOLD_FLAGS)
-    return f"flagged call: {' '.join(found)}" if found else None
+def hold_reason_for(flags: str | None) -> str | None:
+    """The hold the archive gives a flagged call's recording (service_archive.HOLD_FLAGS);
+    None: no hold."""
+    found = [f for f in (flags or "").split() if f in HOLD_FLAGS]
+    return f"flagged: {' '.join(found)}" if found else None
 
 
 @dataclass(frozen=True)
@@ -66,14 +58,16 @@ class Expiry:
     path: str
     desk: str | None
     keep_until: float
-    done: bool  # False in a dry run
+    done: bool  # False in a dry run or when refused
+    refused: str | None = None  # why it was not expired (an edited or missing file)
 
 
 class RetentionService:
     def __init__(self, index: RecordingIndex, chain: ChainStore, recordings_dir: Path,
                  config: RecordingConfig, *, audit: AuditStore, calls: CallStore,
-                 clock: Callable[[], float] = time.time):
+                 node: str | None = None, clock: Callable[[], float] = time.time):
         self.index = index
+        self.node = node  # the controller expires its own node's recordings (its folder)
         self.chain = chain
         self.root = recordings_dir
         self.config = config
@@ -82,20 +76,21 @@ class RetentionService:
         self.clock = clock
 
     def due(self, row: RecordingRow) -> float | None:
+        """When the row may go (None: kept for ever). The archive sets keep_until from the
+        desk's retention; a row without one (kept for ever then, or indexed before) follows
+        the settings in force now."""
         if row.keep_until is not None:
             return row.keep_until
-        return keep_until_for(self.config, row.desk, row.finalised_at or row.started_at
-                              or row.updated_at)
+        days = self.config.retention_for(row.desk)
+        start = row.started_at or row.finalised_at or row.updated_at
+        return None if days == 0 else start + days * DAY
 
     async def expire(self, *, dry_run: bool = False,
                      actor: Actor = RETENTION_ACTOR) -> list[Expiry]:
         now = self.clock()
         if not dry_run:
             await self._finish_interrupted(now)
-        candidates = await self.index.select(
-            sa.select(recordings).where(recordings.c.state == State.FINAL,
-                                        recordings.c.hold.is_(False))
-            .order_by(recordings.c.id))
+        candidates = await self.index.select(self._candidates(now))
         done = []
         for row in candidates:
             keep_until = self.due(row)
@@ -110,17 +105,42 @@ class RetentionService:
             record = await self.calls.get(row.call_id)
             if record is not None and record.ended_at is None:
                 continue  # the call is live: never touch its recording
-            if not await self._intact(row):
+            problem = await self._problem(row)
+            if problem is not None:
+                current = await self.index.get(row.id)
+                if current is None or current.state != State.FINAL or current.hold:
+                    continue  # expired or held meanwhile (another node, a supervisor)
+                log.error("event=recording_expiry_refused call_id=%s recording_id=%d path=%s "
+                          "reason=%r", row.call_id, row.id, row.path, problem)
+                done.append(Expiry(row.id, row.call_id, row.path, row.desk, keep_until, False,
+                                   problem))
                 continue
             if not dry_run and not await self._expire(row, now, keep_until, actor):
                 continue
             done.append(Expiry(row.id, row.call_id, row.path, row.desk, keep_until,
                                not dry_run))
-        if done and not dry_run:
-            log.info("event=recordings_expired count=%d", len(done))
+        expired = sum(1 for e in done if e.done)
+        if expired:
+            log.info("event=recordings_expired count=%d", expired)
         return done
 
-    async def _intact(self, row: RecordingRow) -> bool:
+    def _candidates(self, now: float) -> sa.Select:
+        """Final, not held, and possibly due: past keep_until, or without one and older than
+        the shortest retention configured (so a year of rows is not read every hour)."""
+        c = recordings.c
+        due = [c.keep_until <= to_datetime(now)]
+        days = [d for d in (self.config.retention_days, *self.config.retention.values()) if d]
+        if days:
+            due.append(sa.and_(c.keep_until.is_(None),
+                               c.started_at <= to_datetime(now - min(days) * DAY)))
+            due.append(sa.and_(c.keep_until.is_(None), c.started_at.is_(None)))
+        stmt = sa.select(recordings).where(c.state == State.FINAL, c.hold.is_(False),
+                                           sa.or_(*due))
+        if self.node is not None:
+            stmt = stmt.where(c.node == self.node)
+        return stmt.order_by(c.id)
+
+    async def _problem(self, row: RecordingRow) -> str | None:
         """Expiry deletes exactly the file the chain vouches for: an edited or missing file is
         left for `ivr recordings verify` to report, not hidden under a tombstone."""
         try:
@@ -128,11 +148,8 @@ class RetentionService:
         except PathError:
             found = None
         if found is not None and found[1] == row.sha256:
-            return True
-        log.error("event=recording_expiry_refused call_id=%s recording_id=%d path=%s "
-                  "reason=%s", row.call_id, row.id, row.path,
-                  "file missing" if found is None else "sha256 differs from the index")
-        return False
+            return None
+        return "file missing" if found is None else "sha256 differs from the index"
 
     async def _expire(self, row: RecordingRow, now: float, keep_until: float,
                       actor: Actor) -> bool:

@@ -17,6 +17,7 @@ threads). What each finding means:
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from ivr.recordings.store_index import RecordingRow, State
 # Times are vouched for to the millisecond; a value that rounded the other way at the
 # half-millisecond between the archiver's clock and the stored timestamp is not tampering.
 TIME_TOLERANCE = 0.0011
+HASH_AHEAD = 64  # rows whose files are hashed together
 
 
 @dataclass(frozen=True)
@@ -201,36 +203,62 @@ async def check_index(entries: list[ChainEntry], rows: list[RecordingRow],
             "deleted_index_row", f"recording {rid} (call {e.call_id}, {doc.get('path')}) is "
             f"vouched for by chain seq {e.seq} but its index row is gone", rid, e.call_id,
             e.seq, doc.get("path")))
-    for row in rows:
-        v = vouched.get(row.id, _Vouched())
-        if v.tombstone is not None:
-            report.tombstones += 1
-            _check_tombstone(row, v, report)
-            if await file_hash(row.path) is not None:
-                report.notes.append(f"recording {row.id} ({row.path}) is expired but its file "
-                                    "is still there: `ivr recordings expire` removes it")
-            continue
-        if row.state == State.EXPIRED:
+    for start in range(0, len(rows), HASH_AHEAD):
+        chunk = rows[start:start + HASH_AHEAD]
+        # The chunk's files hashed side by side (file_hash bounds how many at once).
+        paths = sorted({p for row in chunk if (p := _file_of(row, vouched.get(row.id)))})
+        hashed = dict(zip(paths, await asyncio.gather(*(file_hash(p) for p in paths)),
+                          strict=True))
+
+        async def cached(path: str, hashed: dict = hashed) -> tuple[int, str] | None:
+            return hashed[path] if path in hashed else await file_hash(path)
+
+        for row in chunk:
+            await _check_row(row, vouched.get(row.id, _Vouched()), by_seq, cached, report)
+
+
+def _file_of(row: RecordingRow, v: _Vouched | None) -> str | None:
+    """The path whose file a row is checked against: the one its final entry names (a
+    tombstone's, to see it is gone); None for a row the chain does not cover."""
+    if v is None:
+        return None
+    if v.final is not None and v.tombstone is None:
+        return str(v.final_doc.get("path") or row.path)
+    return row.path if v.tombstone is not None else None
+
+
+async def _check_row(row: RecordingRow, v: _Vouched, by_seq: dict[int, ChainEntry],
+                     file_hash: FileHash, report: Report) -> None:
+    if v.tombstone is not None:
+        report.tombstones += 1
+        _check_tombstone(row, v, report)
+        if await file_hash(row.path) is not None:
+            report.notes.append(f"recording {row.id} ({row.path}) is expired but its file "
+                                "is still there: `ivr recordings expire` removes it")
+        return
+    if row.state == State.EXPIRED:
+        report.problems.append(Problem(
+            "unchained", f"recording {row.id} (call {row.call_id}) is marked expired but "
+            "no tombstone entry is chained for it", row.id, row.call_id, path=row.path))
+        return
+    if v.final is None:
+        if row.state == State.FINAL or row.chain_seq is not None:
+            gone = row.chain_seq is not None and row.chain_seq not in by_seq
             report.problems.append(Problem(
-                "unchained", f"recording {row.id} (call {row.call_id}) is marked expired but "
-                "no tombstone entry is chained for it", row.id, row.call_id, path=row.path))
-            continue
-        if v.final is None:
-            if row.state == State.FINAL or row.chain_seq is not None:
-                gone = row.chain_seq is not None and row.chain_seq not in by_seq
-                report.problems.append(Problem(
-                    "deleted_chain_row" if gone else "unchained",
-                    f"recording {row.id} (call {row.call_id}, {row.path}): its chain entry "
-                    f"seq {row.chain_seq} is gone" if gone else
-                    f"recording {row.id} (call {row.call_id}, {row.path}) is final but has no "
-                    "chain entry", row.id, row.call_id, row.chain_seq, row.path))
-            continue
-        await _check_final(row, v, file_hash, report)
+                "deleted_chain_row" if gone else "unchained",
+                f"recording {row.id} (call {row.call_id}, {row.path}): its chain entry "
+                f"seq {row.chain_seq} is gone" if gone else
+                f"recording {row.id} (call {row.call_id}, {row.path}) is final but has no "
+                "chain entry", row.id, row.call_id, row.chain_seq, row.path))
+        return
+    await _check_final(row, v, file_hash, report)
 
 
 def _check_tombstone(row: RecordingRow, v: _Vouched, report: Report) -> None:
     assert v.tombstone is not None
     diff = differences(v.tombstone_doc, expected_tombstone(row))
+    if v.final is not None:  # the call's facts stay vouched for after the file is gone
+        diff += [k for k in differences(v.final_doc, expected_final(row)) if k not in diff]
     if row.state != State.EXPIRED:
         diff.append("state")
     if diff:

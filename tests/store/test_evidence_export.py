@@ -9,12 +9,15 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
 from ivr.recordings.chain import GENESIS
 from ivr.recordings.retention import DAY
+from ivr.recordings.service_analysis import AnalysisWorker
 from ivr.recordings.service_evidence import ExportError
+from ivr.recordings.store_index import AnalysisState
 from ivr.store import Database
 from tests.store.conftest import Clock
 from tests.store.evidence_helpers import CLI, T0, World, archive, sha256_of
@@ -156,3 +159,23 @@ async def test_bad_or_unknown_call_ids_are_refused(exporter: World, tmp_path: Pa
     with pytest.raises(ExportError):
         await exporter.evidence.export(call_id, tmp_path / "o", actor=CLI)
     assert not (tmp_path / "o").exists()
+
+
+async def test_the_analysis_and_its_picture_are_in_the_bundle(exporter: World,
+                                                              tmp_path: Path) -> None:
+    row = await exporter.call("12.1", desk="support", seconds=20.0)
+    worker = AnalysisWorker(exporter.index, exporter.root)
+    assert await worker.analyse_row(row) == AnalysisState.DONE
+    failed = await archive(exporter.index, exporter.chain, exporter.root, "12.1",
+                           kind="called", seed=3)
+    await exporter.index.update(failed.id, analysis_state=AnalysisState.FAILED,
+                                analysis={"error": "unreadable"})
+    folder = (await exporter.evidence.export("12.1", tmp_path / "o", actor=CLI)).folder
+    picture = folder / "12.1.svg"
+    assert ElementTree.parse(picture).getroot().tag.endswith("svg")
+    assert not (folder / "12.1-called.svg").exists()  # no picture of a failed analysis
+    analysis = json.loads((folder / "analysis.json").read_text())["recordings"]
+    assert [a["state"] for a in analysis] == ["done", "failed"]
+    assert analysis[0]["analysis"]["sha256"] == row.sha256
+    assert "  12.1.svg" in (folder / "SHA256SUMS").read_text()
+    assert sha256sum_c(folder).returncode == 0

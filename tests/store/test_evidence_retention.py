@@ -136,5 +136,30 @@ async def test_an_edited_or_missing_file_is_not_expired_but_left_for_verify(worl
     (world.root / edited.path).write_bytes(b"not the recording")
     (world.root / gone.path).unlink()
     world.clock.now = T0 + 11 * DAY
-    assert await world.retention.expire() == []
+    refused = await world.retention.expire()
+    assert [(e.recording_id, e.done, e.refused) for e in refused] == [
+        (edited.id, False, "sha256 differs from the index"), (gone.id, False, "file missing")]
     assert _kinds(await world.evidence.verify()) == ["deleted_file", "edited_file"]
+
+
+async def test_only_possibly_due_rows_are_read_and_a_node_expires_its_own(world: World) -> None:
+    mine = await world.call("13.1", desk="support")
+    theirs = await world.call("13.2", desk="support")
+    await world.index.update(theirs.id, node="other")
+    await world.index.update(mine.id, node="n1")
+    young = await world.call("13.3", desk="support", at=T0 + 9 * DAY)
+    world.clock.now = T0 + 11 * DAY
+    stmt = world.retention._candidates(world.clock.now)
+    assert [r.id for r in await world.index.select(stmt)] == [mine.id, theirs.id]
+    world.retention.node = "n1"
+    assert [e.recording_id for e in await world.retention.expire()] == [mine.id]
+    assert (world.root / theirs.path).exists() and (world.root / young.path).exists()
+
+
+async def test_a_tombstoned_rows_facts_stay_vouched_for(world: World) -> None:
+    row = await world.call("14.1", desk="support")
+    world.clock.now = T0 + 11 * DAY
+    await world.retention.expire()
+    await world.index.update(row.id, caller="0899999999")
+    report = await world.evidence.verify()
+    assert _kinds(report) == ["altered_row"] and "caller" in report.problems[0].message

@@ -81,7 +81,9 @@ def test_verify_export_hold_release_expire(config: str, tmp_path: Path) -> None:
     lines = out.strip().splitlines()
     assert lines[0].startswith("edited_file: ") and rows[2].path in lines[0]
     assert lines[-1].startswith("NOT INTACT") and len(lines) == 2
-    assert ivr(config, "recordings", "expire").output.strip().endswith("2 recording(s) expired")
+    out = ivr(config, "recordings", "expire").output.strip().splitlines()
+    assert out[-1] == "2 recording(s) expired, 1 refused: see `ivr recordings verify`"
+    assert f"NOT expired (sha256 differs from the index) {rows[2].call_id}" in "\n".join(out)
     assert path.exists() and not (cfg.recordings_dir / rows[0].path).exists()
     out = ivr(config, "recordings", "verify", code=1).output.strip().splitlines()
     assert out[0].startswith("edited_file: ") and "2 tombstones" in out[-1]
