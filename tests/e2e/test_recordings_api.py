@@ -7,6 +7,7 @@ operator, without a token and for a traversal attempt, each refusal in the audit
 from __future__ import annotations
 
 import hashlib
+import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -46,9 +47,9 @@ def fetch(stack: Stack, path: str, token: str | None = None,
         return err.code, dict(err.headers), err.read()
 
 
-def test_a_recorded_call_is_found_downloaded_and_every_access_logged(stack):
-    supervisor = make_token(stack, "e2e-rec-supervisor", "supervisor")
-    operator_token = make_token(stack, "e2e-rec-operator", "operator")
+@pytest.fixture(scope="module")
+def recorded(stack) -> tuple[dict, float]:
+    """One real call to the support desk, finalised; (its call record, when it started)."""
     stack.operator("op1001")
     started = time.time()
     caller = stack.caller(CALLER, DID, hangup_after=intro_seconds(stack) + 8)
@@ -56,6 +57,13 @@ def test_a_recorded_call_is_found_downloaded_and_every_access_logged(stack):
     assert result.returncode == 0, (result.workdir / "screen.log").read_text()[-2000:]
     record = stack.call_record(lambda c: c["caller"] == CALLER and c["recording_sha256"],
                                timeout=60, what="finalised call record")
+    return record, started
+
+
+def test_a_recorded_call_is_found_downloaded_and_every_access_logged(stack, recorded):
+    supervisor = make_token(stack, "e2e-rec-supervisor", "supervisor")
+    operator_token = make_token(stack, "e2e-rec-operator", "operator")
+    record, started = recorded
 
     # Found by the number in another written form, with the day's date range.
     query = urllib.parse.urlencode({"number": "+81 3-1234-0015",
@@ -112,3 +120,34 @@ def test_a_recorded_call_is_found_downloaded_and_every_access_logged(stack):
     assert any(r["action"] == "recording.search" and r["after"]["found"] == 1 for r in rows)
     log = stack.controller_log()
     assert f"event=recording_access action=recording.refused call_id={row['call_id']}" in log
+
+
+def test_analysis_picture_and_evidence_tar_over_http(stack, recorded, tmp_path):
+    """The call once analysed: its picture, and the bundle as a tar that the real
+    `sha256sum -c` accepts after unpacking."""
+    supervisor = make_token(stack, "e2e-rec-export", "supervisor")
+    record, _ = recorded
+    path = f"/api/v1/recordings/{record['id']}"
+
+    def analysed():
+        status, body = http(stack, "GET", path, supervisor)
+        assert status == 200, body
+        return body["recordings"][0]["analysis_state"] == "done" or None
+
+    wait_until(analysed, 60, what="the analysis")
+    status, headers, svg = fetch(stack, f"{path}/analysis.svg", supervisor)
+    assert status == 200 and headers["Content-Type"].startswith("image/svg+xml")
+    assert svg.startswith(b"<svg")
+    status, headers, tar = fetch(stack, f"{path}/export", supervisor)
+    assert status == 200 and headers["Content-Type"] == "application/x-tar"
+    (tmp_path / "bundle.tar").write_bytes(tar)
+    subprocess.run(["tar", "-xf", "bundle.tar"], cwd=tmp_path, check=True)
+    [folder] = [p for p in tmp_path.iterdir() if p.is_dir()]
+    check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=folder, capture_output=True,
+                           text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    archive = Path(record["recording_path"])
+    assert (folder / archive.name).read_bytes() == archive.read_bytes()
+    status, audit = http(stack, "GET", "/api/v1/audit?action=recording.&limit=20", supervisor)
+    done = {r["action"] for r in audit["audit"] if r["actor"] == "e2e-rec-export"}
+    assert {"recording.analysis", "recording.export"} <= done
