@@ -3,8 +3,9 @@
 Roles and what they may do (the API checks `allowed(role, right)`):
 - admin: everything;
 - supervisor: blocks (list, add, remove, review), rules test, audit read, calls read,
-  settings read;
-- operator: rules test only (an operator's screen asks "why was this number refused?").
+  settings read, recordings (search, play and download, export);
+- operator: rules test only (an operator's screen asks "why was this number refused?");
+  recordings are evidence about operators too, so they get none of the recording rights.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from ivr.protection.service_settings import Actor, Audit
 from ivr.protection.store_tokens import Token, TokenStore
 
 ROLES = ("admin", "supervisor", "operator")
+# Search and details; the audio and the analysis picture; the evidence bundle.
+RECORDING_RIGHTS = ("recordings.search", "recordings.read", "recordings.export")
 RIGHTS: dict[str, frozenset[str]] = {
     "admin": frozenset({"settings.read", "settings.write", "blocks.read", "blocks.write",
-                        "rules.test", "audit.read", "calls.read"}),
+                        "rules.test", "audit.read", "calls.read", *RECORDING_RIGHTS}),
     "supervisor": frozenset({"settings.read", "blocks.read", "blocks.write", "rules.test",
-                             "audit.read", "calls.read"}),
+                             "audit.read", "calls.read", *RECORDING_RIGHTS}),
     "operator": frozenset({"rules.test"}),
 }
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.@-]{0,63}$")

@@ -25,6 +25,8 @@ from ivr.protection.service_settings import Actor, SettingsService
 from ivr.protection.service_tokens import TokenService, allowed
 from ivr.protection.store_audit import AuditStore
 from ivr.protection.store_tokens import Token
+from ivr.recordings.service_evidence import EvidenceService
+from ivr.recordings.service_search import RecordingSearch
 from ivr.service import CallService
 
 log = logging.getLogger("ivr.web.api")
@@ -45,6 +47,9 @@ class AdminServices:
     # "Which rule applies and why" (the rule engines, rules_*.py): keyword arguments number,
     # entry, desk, operator, outbound; returns a JSON-able decision. None: not available.
     rules_test: Callable[..., Any] | None = None
+    # Recordings search, playback and export (ivr/web/api_recordings.py). None: not available.
+    recordings: RecordingSearch | None = None
+    evidence: EvidenceService | None = None  # the export bundle (GET /recordings/{id}/export)
 
 
 SERVICES = web.AppKey("admin_services", AdminServices)
@@ -117,12 +122,12 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     found = await request.app[SERVICES].tokens.authenticate(token.strip())
     if found is None:
         raise ApiError(401, "unknown or revoked API token", "Authorization")
+    request[TOKEN] = found  # a refusal below is logged with who asked
     if request.match_info.http_exception is not None:  # no such route or method
         raise request.match_info.http_exception
     right = getattr(handler, "right", None)
     if right is None or not allowed(found.role, right):
         raise ApiError(403, f"role {found.role!r} may not do this ({right or 'no right'})")
-    request[TOKEN] = found
     return await handler(request)
 
 
@@ -168,11 +173,13 @@ def int_query(request: web.Request, name: str, default: int, low: int, high: int
 
 def create_api(services: AdminServices) -> web.Application:
     """The /api/v1 sub-application; `app.add_subapp("/api/v1", create_api(...))`."""
-    from ivr.web import api_admin, api_blocks, api_settings
+    from ivr.web import api_admin, api_blocks, api_recordings, api_settings
 
-    api = web.Application(middlewares=[errors, auth])
+    # The recordings access log is outermost: it sees refusals by auth and errors too.
+    api = web.Application(middlewares=[api_recordings.access_log, errors, auth])
     api[SERVICES] = services
     api_settings.add_routes(api.router)
     api_admin.add_routes(api.router)
     api_blocks.add_routes(api.router)
+    api_recordings.add_routes(api.router)
     return api

@@ -9,6 +9,8 @@ from prometheus_client.registry import Collector
 
 from ivr.controller import Controller
 from ivr.model import Outcome
+from ivr.recordings.service_evidence import EvidenceService
+from ivr.recordings.service_search import RecordingSearch
 from ivr.web.api import AdminServices, create_api
 
 CONTROLLER = web.AppKey("controller", Controller)
@@ -76,6 +78,13 @@ def create_app(controller: Controller) -> web.Application:
 
 
 def admin_services(controller: Controller) -> AdminServices:
+    recordings = RecordingSearch(
+        controller.recording_index, controller.config.recordings_dir,
+        country=lambda: controller.settings.current().numbers.country_code)
     return AdminServices(settings=controller.settings, tokens=controller.tokens,
                          audit=controller.audit, calls=controller.calls,
-                         blocks=controller.blocks, rules_test=controller.rules.test)
+                         blocks=controller.blocks, rules_test=controller.rules.test,
+                         recordings=recordings, evidence=EvidenceService(
+                             controller.recording_index, controller.recording_chain,
+                             controller.config.recordings_dir, audit=controller.audit,
+                             calls=controller.calls.store))
