@@ -16,7 +16,7 @@ from typing import Any
 GENESIS = "0" * 64
 
 #: What a `final` entry vouches for: the file and the facts a search or a court relies on.
-FINAL_FIELDS = ("recording_id", "call_id", "kind", "path", "format", "sha256", "size",
+FINAL_FIELDS = ("recording_id", "call_id", "recording_kind", "path", "format", "sha256", "size",
                 "duration", "started_at", "finalised_at", "caller", "did", "desk", "operator")
 #: What a `tombstone` entry vouches for: that retention deleted exactly this file, by whom.
 TOMBSTONE_FIELDS = ("recording_id", "call_id", "path", "sha256", "deleted_at", "deleted_by",
@@ -38,7 +38,10 @@ def _value(value: Any) -> Any:
 
 
 def final_entry(fields: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": "final", **{k: _value(fields.get(k)) for k in FINAL_FIELDS}}
+    """fields: an index row's (its `kind`, call | called, is vouched for as recording_kind;
+    the entry's own kind is `final`)."""
+    facts = {**fields, "recording_kind": fields.get("kind")}
+    return {**{k: _value(facts.get(k)) for k in FINAL_FIELDS}, "kind": "final"}
 
 
 def tombstone_entry(fields: dict[str, Any]) -> dict[str, Any]:

@@ -27,10 +27,10 @@ from ivr.protection.store_audit import AuditStore
 from ivr.recordings import verify as checks
 from ivr.recordings.export import BundleFile, json_bytes, readme, write_bundle, write_tar
 from ivr.recordings.files import FileHasher, PathError, index_path
-from ivr.recordings.store_chain import ChainEntry, ChainStore, _entry
+from ivr.recordings.store_chain import ChainEntry, ChainStore
 from ivr.recordings.store_index import AnalysisState, RecordingIndex, RecordingRow, State
 from ivr.store import CallStore
-from ivr.store.tables import recording_chain, recordings
+from ivr.store.tables import recordings
 
 log = logging.getLogger("ivr.recordings.evidence")
 
@@ -212,7 +212,7 @@ class EvidenceService:
                                "entries": [e.seq for e in own]})
             for e in own:
                 picked[e.seq] = (e, "covers")
-                for neighbour in await self._neighbours(e):
+                for neighbour in await self.chain.neighbours(e):
                     picked.setdefault(neighbour.seq, (neighbour, "neighbour"))
         if head is not None and picked.get(head.seq, (None, ""))[1] != "covers":
             picked[head.seq] = (head, "head")
@@ -226,13 +226,6 @@ class EvidenceService:
             "entries": [{**e.as_dict(), "at": iso(e.at), "role": role}
                         for e, role in (picked[s] for s in sorted(picked))],
         }
-
-    async def _neighbours(self, e: ChainEntry) -> list[ChainEntry]:
-        """The entry it links to and the one linking to it (sequence numbers may have gaps)."""
-        stmt = sa.select(recording_chain).where(sa.or_(
-            recording_chain.c.hash == e.prev_hash, recording_chain.c.prev_hash == e.hash))
-        async with self.chain.db.engine.connect() as conn:
-            return [_entry(r) for r in (await conn.execute(stmt)).all()]
 
 
 def _unused(folder: Path) -> Path:

@@ -99,10 +99,11 @@ class ChainStore:
         async with self.db.engine.connect() as conn:
             return [_entry(r) for r in (await conn.execute(stmt)).all()]
 
-    async def around(self, seq: int) -> list[ChainEntry]:
-        """The entry `seq` with the one before and the one after (an export's proof)."""
-        stmt = (sa.select(recording_chain)
-                .where(recording_chain.c.seq.between(seq - 1, seq + 1))
-                .order_by(recording_chain.c.seq))
+    async def neighbours(self, entry: ChainEntry) -> list[ChainEntry]:
+        """The entry `entry` links to and the one linking to it (an export's proof; by hash,
+        as sequence numbers may have gaps on PostgreSQL)."""
+        stmt = sa.select(recording_chain).where(sa.or_(
+            recording_chain.c.hash == entry.prev_hash,
+            recording_chain.c.prev_hash == entry.hash))
         async with self.db.engine.connect() as conn:
             return [_entry(r) for r in (await conn.execute(stmt)).all()]
