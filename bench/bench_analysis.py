@@ -32,6 +32,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from stall import worst_stall  # noqa: E402  (bench/stall.py: run as a script, bench/ is on the path)
+
 from ivr.recordings.analysis import analyse  # noqa: E402
 from ivr.recordings.archive import sha256_of, write_atomic  # noqa: E402
 from ivr.recordings.service_analysis import analyse_file  # noqa: E402
@@ -77,26 +79,13 @@ def timed(fn, repeat: int) -> list[float]:
 
 async def loop_stall(job, jobs: int) -> float:
     """Longest gap (s) between the 1 ms ticks of a task while `jobs` run one after another."""
-    worst = 0.0
-    done = False
 
-    async def ticker() -> None:
-        nonlocal worst
-        last = time.perf_counter()
-        while not done:
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            worst = max(worst, now - last)
-            last = now
+    async def run_all() -> None:
+        for _ in range(jobs):
+            await job()
+            await asyncio.sleep(0)  # a job run on the loop itself never lets the ticker in
 
-    tick = asyncio.create_task(ticker())
-    await asyncio.sleep(0.05)
-    worst = 0.0
-    for _ in range(jobs):
-        await job()
-        await asyncio.sleep(0)  # a job run on the loop itself never lets the ticker in
-    done = True
-    await tick
+    worst, _ = await worst_stall(run_all())
     return worst
 
 

@@ -27,6 +27,8 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from stall import worst_stall
+
 from ivr.protection.service_settings import Actor
 from ivr.protection.store_audit import AuditStore
 from ivr.recordings.chain import final_entry
@@ -71,26 +73,6 @@ async def fill(db: Database, root: Path, source: Path, count: int, seconds: floa
         entry = await chain.append(kind="final", recording_id=rid, call_id=row.call_id,
                                    entry=final_entry(row_fields(row)))
         await index.update(rid, chain_seq=entry.seq)
-
-
-async def worst_stall(work) -> tuple[float, object]:
-    """Run `work` while a task ticks every 1 ms; the longest gap between ticks (s)."""
-    worst, done = 0.0, False
-
-    async def ticker() -> None:
-        nonlocal worst
-        last = time.perf_counter()
-        while not done:
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            worst = max(worst, now - last)
-            last = now
-
-    tick = asyncio.create_task(ticker())
-    result = await work
-    done = True
-    await tick
-    return worst, result
 
 
 async def main(recordings: int, minutes: float) -> dict:

@@ -433,3 +433,15 @@ dir = "{self.journey_dir}"
             peer.stop()
         self.stop_controller()
         self.stop_asterisk()
+
+
+def prompt_seconds(stack: Stack, name: str, lang: str = "ja") -> float:
+    """The length of one of the stack's rendered prompts."""
+    from ivr.audio.wav import wav_duration
+
+    return wav_duration(stack.data / "prompts" / lang / f"{name}.wav")
+
+
+def intro_seconds(stack: Stack) -> float:
+    """Greeting and notice of the journey's 'other' entry, before the caller is queued."""
+    return prompt_seconds(stack, "welcome") + prompt_seconds(stack, "notice")

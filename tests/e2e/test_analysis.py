@@ -14,10 +14,10 @@ import sqlite3
 import numpy as np
 import pytest
 
-from ivr.audio.wav import _ALAW_TABLE, wav_duration
+from ivr.audio.wav import _ALAW_TABLE
 from tests.e2e.conftest import support_desk_stack
 from tests.e2e.rtp import alaw_encode, bursts_pcap, speech_alaw, tone_pcap
-from tests.e2e.stack import SippPeer, Stack, wait_until
+from tests.e2e.stack import SippPeer, Stack, intro_seconds, wait_until
 
 DID = "0399000000"  # the journey's 'other' entry: greeting, notice, then the support desk
 TOLERANCE = 1.0  # s, an episode's place against where the loud stretch was sent
@@ -31,10 +31,6 @@ def stack(tmp_path_factory, prompt_cache):
     yield stack
     stack.close()
 
-
-def intro_seconds(stack: Stack) -> float:
-    prompts = stack.data / "prompts" / "ja"
-    return wav_duration(prompts / "welcome.wav") + wav_duration(prompts / "notice.wav")
 
 
 def caller_audio(seconds: float, loud_at: float | None) -> bytes:

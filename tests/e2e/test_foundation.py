@@ -10,7 +10,7 @@ import pytest
 from ivr.audio.wav import active_ratio, wav_duration
 from tests.e2e.conftest import support_desk_stack
 from tests.e2e.recordings import call_recording, no_leftovers
-from tests.e2e.stack import Stack, wait_until
+from tests.e2e.stack import Stack, intro_seconds, wait_until
 
 CALLER = "0312345678"
 DID = "0399000000"  # not a journey number: the 'other' entry, straight to the support desk
@@ -32,10 +32,6 @@ def stack(tmp_path_factory, prompt_cache):
 def notice_seconds(stack: Stack) -> float:
     return wav_duration(stack.data / "prompts" / "ja" / "notice.wav")
 
-
-def intro_seconds(stack: Stack) -> float:
-    """Greeting and notice of the journey's 'other' entry, before the caller is queued."""
-    return wav_duration(stack.data / "prompts" / "ja" / "welcome.wav") + notice_seconds(stack)
 
 
 def segment(samples: np.ndarray, rate: int, start: float, end: float) -> np.ndarray:

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 
-from ivr.audio.wav import read_wav, wav_duration
+from ivr.audio.wav import read_wav
 from ivr.recordings.chain import GENESIS, link_hash
 from tests.e2e.conftest import support_desk_stack
 from tests.e2e.recordings import (
@@ -30,7 +30,7 @@ from tests.e2e.recordings import (
 )
 from tests.e2e.rtp import alaw_encode, bursts_pcap
 from tests.e2e.rtp_capture import RtpCapture
-from tests.e2e.stack import Stack, wait_until
+from tests.e2e.stack import Stack, intro_seconds, wait_until
 from tests.e2e.xcorr import find_in_pieces
 
 DID = "0399000000"  # the journey's 'other' entry: greeting, notice, then the support desk
@@ -51,10 +51,6 @@ def stack(tmp_path_factory, prompt_cache):
 A = noise(60.0, seed=1501)
 B = noise(60.0, seed=1502)
 
-
-def intro_seconds(stack: Stack) -> float:
-    prompts = stack.data / "prompts" / "ja"
-    return wav_duration(prompts / "welcome.wav") + wav_duration(prompts / "notice.wav")
 
 
 def rows(stack: Stack, sql: str, *args) -> list[dict]:

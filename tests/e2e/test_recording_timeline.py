@@ -16,7 +16,7 @@ from ivr.audio.wav import wav_duration
 from tests.e2e.conftest import support_desk_stack
 from tests.e2e.recordings import call_recording
 from tests.e2e.rtp import alaw_encode, bursts_pcap, speech_alaw
-from tests.e2e.stack import SippPeer, Stack
+from tests.e2e.stack import SippPeer, intro_seconds
 
 DID = "0399000000"  # the journey's 'other' entry: greeting, notice, then the support desk
 TOLERANCE = 0.5  # s, recording length against the call
@@ -29,10 +29,6 @@ def stack(tmp_path_factory, prompt_cache):
     yield stack
     stack.close()
 
-
-def intro_seconds(stack: Stack) -> float:
-    prompts = stack.data / "prompts" / "ja"
-    return wav_duration(prompts / "welcome.wav") + wav_duration(prompts / "notice.wav")
 
 
 def marker(seconds: float = 0.4, rate: int = 8000) -> np.ndarray:

@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import support_desk_stack
-from tests.e2e.stack import Stack, wait_until
+from tests.e2e.stack import Stack, intro_seconds, wait_until
 from tests.e2e.test_admin import http, make_token
-from tests.e2e.test_foundation import intro_seconds
 
 CALLER = "0312340015"
 DID = "0399000000"  # the 'other' entry: greeting, notice, the support desk
