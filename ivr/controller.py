@@ -36,12 +36,7 @@ from ivr.protection.store_blocks import BlockStore
 from ivr.protection.store_settings import SettingsStore
 from ivr.protection.store_tokens import TokenStore
 from ivr.recording import RecordingFinaliser
-from ivr.recordings.reconcile import RecordingReconciler
-from ivr.recordings.retention import RetentionService
-from ivr.recordings.service_analysis import AnalysisWorker
-from ivr.recordings.service_archive import ArchiveService
-from ivr.recordings.store_chain import ChainStore
-from ivr.recordings.store_index import RecordingIndex
+from ivr.recordings.runtime import RecordingsRuntime
 from ivr.service import CallService
 from ivr.setup import (
     check_notices,
@@ -94,20 +89,12 @@ class Controller:
             CallStore(self.db), node=self.config.server.node_name, on_ended=self._call_ended
         )
         self.audit = AuditStore(self.db)
-        # Recording as evidence (ivr/recordings/): the index and its hash chain; finalised
-        # recordings become stereo archives (on_final: listeners such as the analysis).
-        self.recording_index = RecordingIndex(self.db)
-        self.recording_chain = ChainStore(self.db)
-        self.archive = ArchiveService(self.calls, self.recording_index, self.recording_chain,
-                                      self.config.recording, self.config.recordings_dir,
-                                      node=self.node)
-        self.finaliser = RecordingFinaliser(self.calls, prompts_dir=self.config.prompts_dir,
-                                            archive=self.archive)
-        # Final recordings are analysed off the call path; the queue is the index, so rows a
-        # crash left pending are done at start-up; the archive service wakes it.
-        self.analysis = AnalysisWorker(self.recording_index, self.config.recordings_dir,
-                                       node=self.node)
-        self.archive.on_final.append(self.analysis.wake)
+        # Recording as evidence (ivr/recordings/): index, chain, archive, analysis, retention.
+        self.recordings = RecordingsRuntime(self.db, self.calls, self.audit, self.config,
+                                            node=self.node)
+        self.recording_index = self.recordings.index
+        self.recording_chain = self.recordings.chain
+        self.finaliser = self.recordings.finaliser
         self.tokens = TokenService(TokenStore(self.db), self.audit)
         self.settings = SettingsService(SettingsStore(self.db), self.audit, self.known_names)
         # The file's settings were checked by `ivr setup`/`ivr run` before we got here.
@@ -150,34 +137,11 @@ class Controller:
             on_event=tracker.handle,
             on_login=self._reconcile_soon,
         )
-        # Calls ended while we were away get their recordings finalised now.
-        for record in await self.calls.store.unfinalised_recordings(node=self.node):
-            self.finaliser.schedule(record.id, record.recording_path)
-        # Then the folder against the index (after those: see ivr/recordings/reconcile.py).
-        self._track(asyncio.get_running_loop().create_task(self._reconcile_recordings()))
+        await self.recordings.start()
         await self.agi.start()
         await self.ami.start()
-        await self.analysis.start()
-        # Retention: expire now and hourly (never a live call's or an unfinished file).
-        self.retention = RetentionService(self.recording_index, self.recording_chain,
-                                          self.config.recordings_dir, self.config.recording,
-                                          audit=self.audit, calls=self.calls.store,
-                                          node=self.node)
-        self._retention_task = asyncio.create_task(self.retention.run_hourly())
         await self._protection_changed(self.settings.current())
         self._write_state(time.time(), ok=True, errors=[])
-
-    def _track(self, task: asyncio.Task) -> None:
-        self._reconcile_tasks.add(task)
-        task.add_done_callback(self._reconcile_tasks.discard)
-
-    async def _reconcile_recordings(self) -> None:
-        try:
-            await RecordingReconciler(self.archive, self.finaliser).run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # reported; the files and rows stay as they are
-            log.exception("event=recordings_reconcile_failed")
 
     def known_names(self) -> KnownNames:
         """What the protection settings may name: the journey's desks and entries in service
@@ -379,19 +343,13 @@ class Controller:
         finish (recordings), then close the store (its writer drains first)."""
         self._stopping = True
         await self.settings.stop_polling()
-        if getattr(self, "_retention_task", None) is not None:
-            self._retention_task.cancel()
-            await asyncio.gather(self._retention_task, return_exceptions=True)
+        await self.recordings.stop_background()
         await self.agi.stop()
         await self.ami.stop()
         for task in list(self._reconcile_tasks):
             task.cancel()
         await asyncio.gather(*self._reconcile_tasks, return_exceptions=True)
-        try:
-            await asyncio.wait_for(self.finaliser.wait_idle(), 10)
-        except TimeoutError:
-            log.warning("event=finaliser_shutdown_timeout")
-        await self.analysis.stop()  # a row being analysed stays pending for the next start
+        await self.recordings.stop()
         # Nothing reports facts any more: the writer commits what it still holds, then the
         # connections close.
         await self.db.close()
