@@ -132,7 +132,9 @@ def expire(config_path: str, dry_run: bool) -> None:
 
 
 def _hold_command(name: str, hold: bool) -> click.Command:
-    @click.command(name)
+    @click.command(name, help=(
+        "Keep CALL_ID's recordings until released (a supervisor's action)." if hold else
+        "Release CALL_ID's recordings: retention applies again."))
     @config_option
     @click.argument("call_id")
     @click.option("--reason", required=True, help="Why (kept in the audit log).")
@@ -152,9 +154,6 @@ def _hold_command(name: str, hold: bool) -> click.Command:
             click.echo(f"{row.call_id} {row.path}: "
                        f"{'held (' + (row.hold_reason or '') + ')' if row.hold else 'released'}")
 
-    command.__doc__ = ("Keep CALL_ID's recordings until released (a supervisor's action)."
-                       if hold else
-                       "Release CALL_ID's recordings: retention applies again.")
     return command
 
 
