@@ -42,6 +42,7 @@ from bench.load_stack import (
     ASTERISK_RTP,
     BASELINE_DID,
     BASELINE_FOLDER,
+    BASELINE_REC_DID,
     CALLER_RTP_BASE,
     SERVER_DID,
     asterisk_quiet,
@@ -60,7 +61,7 @@ GAP_LIMIT_MS = 60.0  # the knee: RTP gap p99 at the caller above this is no long
 def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int,
             rate: float, talk: float) -> dict:
     """One SIPp run against the server or the baseline; its figures as a dict."""
-    if kind == "baseline":
+    if kind != "server":
         install_baseline(stack)
     asterisk_quiet(stack)
     ast = asterisk_pid(stack.asterisk.pid)
@@ -75,7 +76,8 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
     busy0, total0 = machine_busy()
     started = time.time()
     callers = start_callers(stack, stack.root / f"run-{index:02d}-{kind}",
-                            did=BASELINE_DID if kind == "baseline" else SERVER_DID,
+                            did={"baseline": BASELINE_DID, "baseline-rec": BASELINE_REC_DID,
+                                 "server": SERVER_DID}[kind],
                             prefix=f"037{index:02d}", calls=calls, concurrency=concurrency,
                             rate=rate, talk=talk)
     sipp_cpu = 0.0
@@ -86,6 +88,7 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
     capture.stop()
     calls_seen = figures.sipp_calls(callers.peer.workdir / "messages.log")
     answered = [c.caller for c in calls_seen.values() if c.ok is not None]
+    recorder_files: int | None = None
     if kind == "server":
         # The server's per-call work after the hang-up (archive, hash, analysis) is part of
         # its cost: CPU is read once every answered call's recording is final.
@@ -93,8 +96,11 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
         recordings = figures.check_archives(calls_seen, archives)
     else:
         asterisk_quiet(stack)  # MixMonitor closes its files when the channel is gone
-        recordings = figures.check_baseline(calls_seen, stack.data / "recordings"
-                                            / BASELINE_FOLDER)
+        folder = stack.data / "recordings" / BASELINE_FOLDER
+        recordings = figures.check_baseline(calls_seen, folder)
+        # The recorder baseline's ChanSpy files, to show the recorder did run.
+        recorder_files = len(list(folder.glob("*-timeline*")))
+        shutil.rmtree(folder, ignore_errors=True)  # a 200-call run leaves ~200 MB here
     ended = time.time()
     cpu = {"asterisk": proc_cpu(ast) - cpu0["asterisk"],
            "controller": proc_cpu(ctl) - cpu0["controller"],
@@ -139,7 +145,8 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
         "notice_not_found": rtp.notice_missed, "calls_without_rtp": rtp.no_rtp,
         "rtp_gap_ms": figures.quantiles(rtp.gaps, 1000),
         "rtp_loss": round(1 - rtp.received / rtp.expected, 5) if rtp.expected else None,
-        "recordings": {"present": recordings.present, "missing": len(recordings.missing),
+        "recordings": {"present": recordings.present, "recorder_files": recorder_files,
+                       "missing": len(recordings.missing),
                        "length_within_0_5s": recordings.length_ok,
                        "length_off_s": figures.quantiles(recordings.length_off, 1, 3),
                        "both_sides": recordings.both_sides,
@@ -158,14 +165,16 @@ def healthy(run: dict) -> bool:
 
 def bench(root: Path, *, concurrency: int, calls: int, rate: float, talk: float, pairs: int,
           knee_steps: list[int] | None = None, prompt_cache: Path | None = None,
-          baseline: bool = True) -> dict:
+          baseline: bool = True, recorder_baseline: bool = False) -> dict:
     endpoints = max([concurrency, *(knee_steps or [])])
     stack = build_stack(root, endpoints, talk, prompt_cache)
     runs: list[dict] = []
     try:
         index = 0
         for _pair in range(pairs):
-            for kind in (("baseline", "server") if baseline else ("server",)):
+            kinds = (("baseline",) if baseline else ()) + \
+                (("baseline-rec",) if recorder_baseline else ()) + ("server",)
+            for kind in kinds:
                 index += 1
                 runs.append(one_run(stack, kind, index, concurrency=concurrency, calls=calls,
                                     rate=rate, talk=talk))
@@ -200,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--talk", type=float, default=10.0, help="seconds with the operator")
     parser.add_argument("--pairs", type=int, default=2, help="baseline/server pairs")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--recorder-baseline", action="store_true",
+                        help="also run the baseline with the server's ChanSpy recorder")
     parser.add_argument("--knee", action="store_true", help="then step the load up")
     parser.add_argument("--knee-steps", default="100,150,200,250")
     parser.add_argument("--keep", action="store_true", help="keep the stack's folder")
@@ -211,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         report = bench(root / "stack", concurrency=args.concurrency,
                        calls=args.calls or 2 * args.concurrency, rate=args.rate,
                        talk=args.talk, pairs=args.pairs, baseline=not args.no_baseline,
+                       recorder_baseline=args.recorder_baseline,
                        knee_steps=[int(x) for x in args.knee_steps.split(",")]
                        if args.knee else None)
     finally:

@@ -3,7 +3,6 @@ adjacent pair, and the Markdown summary written next to the JSON."""
 
 from __future__ import annotations
 
-import itertools
 import time
 
 
@@ -27,21 +26,28 @@ def _server_cpu(run: dict) -> float | None:
 
 
 def pair_ratios(runs: list[dict]) -> list[dict]:
-    """For each baseline run followed by a server run at the same load: server CPU per call
-    (Asterisk + controller) over the baseline's (Asterisk; its idle controller is left out,
-    it serves no baseline call)."""
+    """For each baseline run and the server run after it at the same load (runs between them
+    being the recorder baseline): server CPU per call (Asterisk + controller) over the
+    baseline's (Asterisk; its idle controller serves no baseline call). The recorder
+    baseline's Asterisk over the baseline's says what the ChanSpy recorder costs."""
     out = []
-    for a, b in itertools.pairwise(runs):
-        if (a["kind"], b["kind"]) != ("baseline", "server") or \
-                a["concurrency"] != b["concurrency"]:
+    for i, a in enumerate(runs):
+        if a["kind"] != "baseline" or not a["cpu_per_call"]["asterisk"]:
             continue
-        base, server = a["cpu_per_call"]["asterisk"], _server_cpu(b)
-        if not base or server is None:
+        later = [r for r in runs[i + 1:i + 3] if r["concurrency"] == a["concurrency"]]
+        server = next((r for r in later if r["kind"] == "server"), None)
+        rec = next((r for r in later if r["kind"] == "baseline-rec"), None)
+        if server is None or _server_cpu(server) is None:
             continue
-        out.append({"baseline_run": a["index"], "server_run": b["index"],
-                    "baseline_cpu_per_call": base, "server_cpu_per_call": round(server, 4),
-                    "asterisk_only_ratio": round(b["cpu_per_call"]["asterisk"] / base, 3),
-                    "ratio": round(server / base, 3)})
+        base = a["cpu_per_call"]["asterisk"]
+        row = {"baseline_run": a["index"], "server_run": server["index"],
+               "baseline_cpu_per_call": base,
+               "server_cpu_per_call": round(_server_cpu(server), 4),
+               "asterisk_only_ratio": round(server["cpu_per_call"]["asterisk"] / base, 3),
+               "ratio": round(_server_cpu(server) / base, 3)}
+        if rec is not None and rec["cpu_per_call"]["asterisk"]:
+            row["recorder_baseline_ratio"] = round(rec["cpu_per_call"]["asterisk"] / base, 3)
+        out.append(row)
     return out
 
 
@@ -109,11 +115,13 @@ def markdown(report: dict) -> str:
     out += _table(report["runs"])
     out += ["", "## CPU per call, server ÷ baseline (adjacent pairs)", "",
             "| pair | baseline CPU-s/call | server CPU-s/call (Asterisk + controller) | "
-            "Asterisk-only ratio | ratio |", "|---|---|---|---|---|"]
+            "Asterisk-only ratio | ratio | baseline + ChanSpy recorder ÷ baseline |",
+            "|---|---|---|---|---|---|"]
     for p in report["pairs"]:
         out.append(f"| #{p['baseline_run']} → #{p['server_run']} | "
                    f"{p['baseline_cpu_per_call']} | {p['server_cpu_per_call']} | "
-                   f"{p['asterisk_only_ratio']} | {p['ratio']} |")
+                   f"{p['asterisk_only_ratio']} | {p['ratio']} | "
+                   f"{p.get('recorder_baseline_ratio', '–')} |")
     knee = report.get("knee")
     if knee:
         out += ["", f"## Knee (server): {knee['knee']} concurrent", ""]

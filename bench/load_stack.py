@@ -35,6 +35,7 @@ from tests.e2e.stack import (
 
 SERVER_DID = "0399000000"  # the example's 'other' entry: greeting, notice, support desk
 BASELINE_DID = "0399999999"  # only the bench's injected dialplan answers it
+BASELINE_REC_DID = "0399999998"  # ... the same with the server's ChanSpy recorder added
 BASELINE_CONTEXT = "bench-baseline"
 BASELINE_FOLDER = "bench-baseline"  # under the recordings folder
 ASTERISK_RTP = (20000, 23999)  # room for 2 ports x 2 channels x 1000 calls
@@ -53,6 +54,12 @@ BASELINE = [
     "Queue(support,,,,${IVR_DEFAULT_WAIT})",
     "Hangup()",
 ]
+# The server's second recorder ([ivr-record]: a Local pair running ChanSpy on its own 20 ms
+# clock), as in production but writing into the baseline's folder: what it costs Asterisk
+# is the difference between the two baselines.
+RECORDER = ("Originate(Local/rec@ivr-recorder/n,exten,ivr-recorder-sink,s,1,,"
+            f"av(IVR_REC_TARGET=${{UNIQUEID}}^IVR_REC_TIMELINE=${{IVR_REC_FROM_MONITOR}}/"
+            f"{BASELINE_FOLDER}/${{UNIQUEID}}-timeline))")
 
 
 def operators(count: int) -> list[str]:
@@ -92,15 +99,18 @@ def build_stack(root: Path, endpoints: int, talk: float,
 
 
 def install_baseline(stack: Stack) -> None:
-    """The baseline's extensions, in the running Asterisk only (see the module's note)."""
-    if "bench-baseline" in stack.cli(f"dialplan show {BASELINE_DID}@from-trunk"):
+    """The baselines' extensions, in the running Asterisk only (see the module's note)."""
+    if BASELINE_CONTEXT in stack.cli(f"dialplan show {BASELINE_REC_DID}@from-trunk"):
         return
-    for n, app in enumerate(BASELINE, start=1):
-        stack.cli(f"dialplan add extension s,{n},{app} into {BASELINE_CONTEXT} replace")
-    stack.cli(f"dialplan add extension {BASELINE_DID},1,Goto({BASELINE_CONTEXT},s,1) "
-              "into from-trunk replace")
-    shown = stack.cli(f"dialplan show s@{BASELINE_CONTEXT}")
-    assert "Queue(support" in shown, shown
+    with_recorder = [*BASELINE[:4], RECORDER, *BASELINE[4:]]
+    for context, did, apps in ((BASELINE_CONTEXT, BASELINE_DID, BASELINE),
+                               (BASELINE_CONTEXT + "-rec", BASELINE_REC_DID, with_recorder)):
+        for n, app in enumerate(apps, start=1):
+            stack.cli(f"dialplan add extension s,{n},{app} into {context} replace")
+        stack.cli(f"dialplan add extension {did},1,Goto({context},s,1) into from-trunk "
+                  "replace")
+        shown = stack.cli(f"dialplan show s@{context}")
+        assert "Queue(support" in shown, shown
 
 
 def operator_media_port(stack: Stack) -> int:
