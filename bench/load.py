@@ -125,6 +125,7 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
         "started": started, "sipp_seconds": round(sipp_done - started, 1),
         "measured_seconds": round(ended - started, 1), "sipp_exit": callers.peer.proc.returncode,
         "attempted": len(calls_seen), "completed": completed, "failed": failures,
+        "peak_concurrent": figures.peak_concurrent(calls_seen),
         "cpu_seconds": {k: round(v, 2) for k, v in cpu.items()},
         "cpu_per_call": per_call,
         "machine_cores_busy": round((busy1 - busy0) / max(1, total1 - total0)
@@ -184,8 +185,9 @@ def bench(root: Path, *, concurrency: int, calls: int, rate: float, talk: float,
             knee = {"steps": [], "knee": None}
             for step in knee_steps:
                 index += 1
+                # Fast enough to reach the step before the first calls end (~25 s each).
                 run = one_run(stack, "server", index, concurrency=step, calls=step * 2,
-                              rate=rate, talk=talk)
+                              rate=max(rate, step / 20), talk=talk)
                 print(load_report.one_line(run), flush=True)
                 knee["steps"].append(run)
                 if not healthy(run):

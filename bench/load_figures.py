@@ -85,6 +85,18 @@ def sipp_calls(messages: Path) -> dict[str, Call]:
     return calls
 
 
+def peak_concurrent(calls: dict[str, Call]) -> int:
+    """The most calls answered and not yet hung up at one moment, on SIPp's clock: the load
+    actually carried, which the rate and the call length may keep below --concurrency."""
+    edges = sorted([(c.ok, 1) for c in calls.values() if c.ok is not None]
+                   + [(c.bye, -1) for c in calls.values() if c.ok is not None and c.bye])
+    level = peak = 0
+    for _at, step in edges:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
 def quantiles(values: list[float], scale: float = 1.0, digits: int = 1) -> dict[str, float]:
     if not values:
         return {}

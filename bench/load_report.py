@@ -10,6 +10,7 @@ def one_line(run: dict) -> str:
     rec = run["recordings"]
     cpu = run["cpu_per_call"]
     return (f"{run['index']:2d} {run['kind']:8s} c={run['concurrency']} "
+            f"peak {run['peak_concurrent']} "
             f"completed {run['completed']}/{run['calls']} "
             f"rec whole {min(rec['length_within_0_5s'], rec['both_sides'])}/{run['calls']} "
             f"cpu/call ast {cpu['asterisk']} ctl {cpu['controller']} "
@@ -57,6 +58,7 @@ def _q(d: dict) -> str:
 
 ROWS = [
     ("calls completed / attempted", lambda r: f"{r['completed']} / {r['attempted']}"),
+    ("peak concurrent (SIPp: answered, not hung up)", lambda r: f"{r['peak_concurrent']}"),
     ("failed (why)", lambda r: ", ".join(f"{k}: {v}" for k, v in r["failed"].items()) or "0"),
     ("recordings present", lambda r: f"{r['recordings']['present']}"),
     ("recordings within 0.5 s of the call",
