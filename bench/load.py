@@ -30,7 +30,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -166,10 +166,29 @@ def healthy(run: dict) -> bool:
 
 def bench(root: Path, *, concurrency: int, calls: int, rate: float, talk: float, pairs: int,
           knee_steps: list[int] | None = None, prompt_cache: Path | None = None,
-          baseline: bool = True, recorder_baseline: bool = False) -> dict:
+          baseline: bool = True, recorder_baseline: bool = False,
+          save: Callable[[dict], None] | None = None) -> dict:
+    """save: called with the report so far after every run (an interrupted bench keeps
+    what it measured)."""
     endpoints = max([concurrency, *(knee_steps or [])])
     stack = build_stack(root, endpoints, talk, prompt_cache)
     runs: list[dict] = []
+    knee: dict | None = None
+
+    def report() -> dict:
+        return {"machine": {"host": platform.node(), "cores": os.cpu_count(),
+                            "python": platform.python_version(),
+                            "kernel": platform.release()},
+                "settings": {"concurrency": concurrency, "calls": calls, "rate": rate,
+                             "talk": talk, "pairs": pairs, "operators": endpoints,
+                             "entry": SERVER_DID, "baseline_entry": BASELINE_DID},
+                "runs": runs, "pairs": load_report.pair_ratios(runs), "knee": knee}
+
+    def done(run: dict) -> None:
+        print(load_report.one_line(run), flush=True)
+        if save is not None:
+            save(report())
+
     try:
         index = 0
         for _pair in range(pairs):
@@ -179,8 +198,7 @@ def bench(root: Path, *, concurrency: int, calls: int, rate: float, talk: float,
                 index += 1
                 runs.append(one_run(stack, kind, index, concurrency=concurrency, calls=calls,
                                     rate=rate, talk=talk))
-                print(load_report.one_line(runs[-1]), flush=True)
-        knee: dict | None = None
+                done(runs[-1])
         if knee_steps:
             knee = {"steps": [], "knee": None}
             for step in knee_steps:
@@ -188,19 +206,14 @@ def bench(root: Path, *, concurrency: int, calls: int, rate: float, talk: float,
                 # Fast enough to reach the step before the first calls end (~25 s each).
                 run = one_run(stack, "server", index, concurrency=step, calls=step * 2,
                               rate=max(rate, step / 20), talk=talk)
-                print(load_report.one_line(run), flush=True)
                 knee["steps"].append(run)
+                done(run)
                 if not healthy(run):
                     break
                 knee["knee"] = step
     finally:
         stack.close()
-    return {"machine": {"host": platform.node(), "cores": os.cpu_count(),
-                        "python": platform.python_version(), "kernel": platform.release()},
-            "settings": {"concurrency": concurrency, "calls": calls, "rate": rate,
-                         "talk": talk, "pairs": pairs, "operators": endpoints,
-                         "entry": SERVER_DID, "baseline_entry": BASELINE_DID},
-            "runs": runs, "pairs": load_report.pair_ratios(runs), "knee": knee}
+    return report()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,20 +233,24 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         parser.error("run as root (Asterisk in its chroot, raw sockets for the RTP capture)")
     root = Path(tempfile.mkdtemp(prefix="ivr-bench-"))
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+
+    def save(report: dict) -> None:
+        (RESULTS / f"load-{stamp}.json").write_text(json.dumps(report, indent=1))
+        (RESULTS / f"load-{stamp}.md").write_text(load_report.markdown(report))
+
     try:
         report = bench(root / "stack", concurrency=args.concurrency,
                        calls=args.calls or 2 * args.concurrency, rate=args.rate,
                        talk=args.talk, pairs=args.pairs, baseline=not args.no_baseline,
                        recorder_baseline=args.recorder_baseline,
                        knee_steps=[int(x) for x in args.knee_steps.split(",")]
-                       if args.knee else None)
+                       if args.knee else None, save=save)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    RESULTS.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    (RESULTS / f"load-{stamp}.json").write_text(json.dumps(report, indent=1, default=asdict))
-    (RESULTS / f"load-{stamp}.md").write_text(load_report.markdown(report))
+    save(report)
     print(f"wrote {RESULTS}/load-{stamp}.json and .md" + (f" (stack kept in {root})"
                                                           if args.keep else ""))
     return 0
