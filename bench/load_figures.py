@@ -157,7 +157,8 @@ def rtp_figures(calls: dict[str, Call], packets: dict[int, list[Packet]],
         out.first_audio.append(audio[0].at - call.ok)
         # Payloads in arrival order: where the notice's first second of sound is, in packets.
         window = [p for p in audio if p.at <= call.ok + notice_due + 3.0 + len(template) / RATE]
-        pcm = np.concatenate([alaw_decode(p.payload) for p in window])
+        pcm = np.concatenate([alaw_decode(p.payload) for p in window]) if window else []
+        # No audio by then (the first packet came seconds late): counted as not found.
         if len(pcm) < len(template):
             out.notice_missed += 1
             continue
