@@ -37,7 +37,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import load_figures as figures
 from bench import load_report
-from bench.load_probe import CallerRtp, Sampler, asterisk_pid, machine_busy, metrics_text, proc_cpu
+from bench.load_probe import (
+    CallerRtp,
+    Sampler,
+    asterisk_pid,
+    machine_busy,
+    metrics_text,
+    proc_cpu,
+    runqueue_wait,
+)
 from bench.load_stack import (
     ASTERISK_RTP,
     BASELINE_DID,
@@ -74,6 +82,7 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
     cpu0 = {"asterisk": proc_cpu(ast), "controller": proc_cpu(ctl),
             "sipp_operator": proc_cpu(phone.proc.pid)}
     busy0, total0 = machine_busy()
+    waited0 = runqueue_wait(ctl)
     started = time.time()
     callers = start_callers(stack, stack.root / f"run-{index:02d}-{kind}",
                             did={"baseline": BASELINE_DID, "baseline-rec": BASELINE_REC_DID,
@@ -107,6 +116,7 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
            "sipp_operator": proc_cpu(phone.proc.pid) - cpu0["sipp_operator"],
            "sipp_callers": sipp_cpu}
     busy1, total1 = machine_busy()
+    waited = runqueue_wait(ctl) - waited0
     sampler.stop()
     greeting = prompt_seconds(stack, "welcome")
     rtp = figures.rtp_figures(calls_seen, capture.packets,
@@ -135,6 +145,7 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
                        "rss_first_last_mb": [round(x / 1024, 1) for x in
                                              (sampler.rss_kb[:1] + sampler.rss_kb[-1:])],
                        "fds_peak": max(sampler.fds, default=None),
+                       "loop_runqueue_wait_s": round(waited, 2),
                        "asyncio_tasks_peak": max(sampler.tasks, default=None),
                        "agi_round_trip": figures.agi_round_trips(
                            metrics_before, metrics_text(stack.ports["web"]))},

@@ -81,6 +81,8 @@ ROWS = [
      lambda r: f"{r['controller']['rss_peak_mb']} ({r['controller']['rss_first_last_mb']})"),
     ("controller fds peak / asyncio tasks peak",
      lambda r: f"{r['controller']['fds_peak']} / {r['controller']['asyncio_tasks_peak']}"),
+    ("controller's loop thread: s waiting for a CPU (whole run)",
+     lambda r: f"{r['controller'].get('loop_runqueue_wait_s', '–')}"),
     ("FastAGI GET VARIABLE p50/p99 ≤ ms",
      lambda r: _agi(r, "GET VARIABLE")),
     ("FastAGI SET VARIABLE p50/p99 ≤ ms",
