@@ -24,5 +24,9 @@ store:         # every store test on SQLite and on a throw-away PostgreSQL serve
 lint:
 	.venv/bin/ruff check ivr tests bench
 
+bench:         # load bench (README "Benchmark"): server vs plain dialplan, report in bench/results/
+	deploy/setup.sh --test
+	.venv/bin/python -m bench.load $(BENCH_ARGS)
+
 clean:
 	rm -rf var .pytest_cache .ruff_cache

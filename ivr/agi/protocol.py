@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from dataclasses import dataclass
 
 from panoramisk.utils import parse_agi_result
+
+from ivr.agi import timing
 
 MAX_HEADER_BYTES = 16 * 1024
 MAX_LINE_BYTES = 8 * 1024
@@ -138,6 +141,7 @@ class AgiChannel:
         if self.hung_up:
             raise AgiHangup(f"channel gone before {text.split(' ', 1)[0]}")
         self._writer.write(text.encode() + b"\n")
+        started = time.perf_counter()
         try:
             await asyncio.wait_for(self._writer.drain(), self._timeout)
             line = await self._readline()
@@ -152,6 +156,7 @@ class AgiChannel:
             raise AgiError(f"no answer to {text!r} within {self._timeout:g} s") from exc
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             raise AgiHangup(f"connection lost during {text!r}") from exc
+        timing.observe(text, time.perf_counter() - started)
         parsed = parse_agi_result(line)
         if parsed.get("error") == "AGIResultHangup" or line.startswith("511"):
             self.hung_up = True

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import Collector
 
+from ivr.agi import timing
 from ivr.controller import Controller
 from ivr.model import Outcome
 from ivr.recordings.service_evidence import EvidenceService
@@ -62,6 +69,16 @@ class _ControllerCollector(Collector):
                      "end_and_refuse_withheld"):
             features.add_metric([name], used.used[name] if used is not None else 0)
         yield features
+        # For the load bench (bench/load.py): is the loop keeping up, and does it leak tasks.
+        # collect() runs in the /metrics handler, on the controller's loop.
+        yield GaugeMetricFamily("ivr_asyncio_tasks", "asyncio tasks alive on the event loop",
+                                value=len(asyncio.all_tasks()))
+        trips = HistogramMetricFamily("ivr_agi_command_seconds",
+                                      "FastAGI command round-trip, write to answer (STREAM "
+                                      "FILE includes the playback)", labels=["command"])
+        for verb, hist in sorted(timing.ROUND_TRIPS.items()):
+            trips.add_metric([verb], hist.cumulative(), hist.total)
+        yield trips
 
 
 def create_app(controller: Controller) -> web.Application:

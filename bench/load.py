@@ -1,0 +1,271 @@
+"""Load benchmark of the whole caller journey, the server side by side with plain dialplan.
+
+    make bench                                  # 100 concurrent, 2 baseline/server pairs
+    .venv/bin/python -m bench.load [--concurrency 100] [--calls 200] [--rate 10] [--talk 10]
+                                   [--pairs 2] [--knee [--knee-steps 100,150,200,250]]
+
+As root, after `make setup`. Starts Asterisk 22 and `ivr run` in a folder of their own
+(bench/load_stack.py), then alternates runs: baseline (the same journey as plain dialplan,
+no controller), server, baseline, server... Each run is one SIPp placing --calls calls (at
+most --concurrency at once, --rate new ones a second) to the example's 'other' entry
+(greeting, notice, support desk), with continuous 20 ms RTP, answered by SIPp operators,
+talking --talk seconds, the caller hanging up. Figures per run (bench/load_figures.py):
+calls completed and why not, the notice's first audio at the caller, RTP gaps and loss at
+the caller, CPU-seconds per call of Asterisk and the controller (from /proc), the
+controller's memory, descriptors, asyncio tasks and FastAGI round-trips, and every call's
+recording checked from its file. --knee then steps the concurrency up (server runs only)
+until a call fails, a recording is incomplete or the RTP gap p99 passes 60 ms.
+
+Writes bench/results/load-<time>.json and .md. Asterisk's own CPU varies ~20 % between
+runs of the same load: read the ratio of each adjacent baseline/server pair, not one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import load_figures as figures
+from bench import load_report
+from bench.load_probe import (
+    CallerRtp,
+    Sampler,
+    asterisk_pid,
+    machine_busy,
+    metrics_text,
+    proc_cpu,
+    runqueue_wait,
+)
+from bench.load_stack import (
+    ASTERISK_RTP,
+    BASELINE_DID,
+    BASELINE_FOLDER,
+    BASELINE_REC_DID,
+    CALLER_RTP_BASE,
+    SERVER_DID,
+    asterisk_quiet,
+    build_stack,
+    install_baseline,
+    operator_media_port,
+    server_archives,
+    start_callers,
+)
+from tests.e2e.stack import Stack, prompt_seconds
+
+RESULTS = Path(__file__).resolve().parent / "results"
+GAP_LIMIT_MS = 60.0  # the knee: RTP gap p99 at the caller above this is no longer carried
+
+
+def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int,
+            rate: float, talk: float) -> dict:
+    """One SIPp run against the server or the baseline; its figures as a dict."""
+    if kind != "server":
+        install_baseline(stack)
+    asterisk_quiet(stack)
+    ast = asterisk_pid(stack.asterisk.pid)
+    ctl = stack.controller.pid
+    capture = CallerRtp(ASTERISK_RTP, (CALLER_RTP_BASE, CALLER_RTP_BASE + 9999),
+                        operator_media_port(stack)).start()
+    sampler = Sampler(ctl, stack.ports["web"]).start()
+    metrics_before = metrics_text(stack.ports["web"])
+    phone = next(iter(stack.phones.values()))
+    cpu0 = {"asterisk": proc_cpu(ast), "controller": proc_cpu(ctl),
+            "sipp_operator": proc_cpu(phone.proc.pid)}
+    busy0, total0 = machine_busy()
+    waited0 = runqueue_wait(ctl)
+    started = time.time()
+    callers = start_callers(stack, stack.root / f"run-{index:02d}-{kind}",
+                            did={"baseline": BASELINE_DID, "baseline-rec": BASELINE_REC_DID,
+                                 "server": SERVER_DID}[kind],
+                            prefix=f"037{index:02d}", calls=calls, concurrency=concurrency,
+                            rate=rate, talk=talk)
+    sipp_cpu = 0.0
+    while callers.peer.proc.poll() is None:
+        sipp_cpu = max(sipp_cpu, proc_cpu(callers.peer.proc.pid))
+        time.sleep(0.5)
+    sipp_done = time.time()
+    capture.stop()
+    calls_seen = figures.sipp_calls(callers.peer.workdir / "messages.log")
+    answered = [c.caller for c in calls_seen.values() if c.ok is not None]
+    recorder_files: int | None = None
+    if kind == "server":
+        # The server's per-call work after the hang-up (archive, hash, analysis) is part of
+        # its cost: CPU is read once every answered call's recording is final.
+        archives = server_archives(stack, answered, timeout=120 + calls * 0.5)
+        recordings = figures.check_archives(calls_seen, archives)
+    else:
+        asterisk_quiet(stack)  # MixMonitor closes its files when the channel is gone
+        folder = stack.data / "recordings" / BASELINE_FOLDER
+        recordings = figures.check_baseline(calls_seen, folder)
+        # The recorder baseline's ChanSpy files, to show the recorder did run.
+        recorder_files = len(list(folder.glob("*-timeline*")))
+        shutil.rmtree(folder, ignore_errors=True)  # a 200-call run leaves ~200 MB here
+    ended = time.time()
+    cpu = {"asterisk": proc_cpu(ast) - cpu0["asterisk"],
+           "controller": proc_cpu(ctl) - cpu0["controller"],
+           "sipp_operator": proc_cpu(phone.proc.pid) - cpu0["sipp_operator"],
+           "sipp_callers": sipp_cpu}
+    busy1, total1 = machine_busy()
+    waited = runqueue_wait(ctl) - waited0
+    sampler.stop()
+    greeting = prompt_seconds(stack, "welcome")
+    rtp = figures.rtp_figures(calls_seen, capture.packets,
+                              stack.data / "prompts" / "ja" / "notice.wav", greeting)
+    completed = sum(c.completed for c in calls_seen.values())
+    failures: dict[str, int] = {}
+    for c in calls_seen.values():
+        if not c.completed:
+            failures[c.failure] = failures.get(c.failure, 0) + 1
+    if len(calls_seen) < calls:
+        failures["never placed by SIPp"] = calls - len(calls_seen)
+    per_call = {k: round(v / completed, 4) if completed else None for k, v in cpu.items()}
+    return {
+        "kind": kind, "index": index, "concurrency": concurrency, "calls": calls,
+        "rate": rate, "talk": talk, "hangup_after": round(callers.hangup_after, 2),
+        "started": started, "sipp_seconds": round(sipp_done - started, 1),
+        "measured_seconds": round(ended - started, 1), "sipp_exit": callers.peer.proc.returncode,
+        "attempted": len(calls_seen), "completed": completed, "failed": failures,
+        "peak_concurrent": figures.peak_concurrent(calls_seen),
+        "cpu_seconds": {k: round(v, 2) for k, v in cpu.items()},
+        "cpu_per_call": per_call,
+        "machine_cores_busy": round((busy1 - busy0) / max(1, total1 - total0)
+                                    * os.cpu_count(), 2),
+        "load_avg_peak": max(sampler.load, default=None),
+        "controller": {"rss_peak_mb": sampler.peak_rss_mb(),
+                       "rss_first_last_mb": [round(x / 1024, 1) for x in
+                                             (sampler.rss_kb[:1] + sampler.rss_kb[-1:])],
+                       "fds_peak": max(sampler.fds, default=None),
+                       "loop_runqueue_wait_s": round(waited, 2),
+                       "asyncio_tasks_peak": max(sampler.tasks, default=None),
+                       "agi_round_trip": figures.agi_round_trips(
+                           metrics_before, metrics_text(stack.ports["web"]))},
+        "first_audio_ms": figures.quantiles(rtp.first_audio, 1000),
+        "notice_first_packet_ms": figures.quantiles(rtp.notice_at, 1000),
+        # The same, less the greeting's length: what the server adds on its way to the notice.
+        "notice_after_greeting_ms": figures.quantiles([t - greeting for t in rtp.notice_at],
+                                                      1000),
+        "notice_not_found": rtp.notice_missed, "calls_without_rtp": rtp.no_rtp,
+        "rtp_gap_ms": figures.quantiles(rtp.gaps, 1000),
+        "rtp_loss": round(1 - rtp.received / rtp.expected, 5) if rtp.expected else None,
+        "recordings": {"present": recordings.present, "recorder_files": recorder_files,
+                       "missing": len(recordings.missing),
+                       "length_within_0_5s": recordings.length_ok,
+                       "length_off_s": figures.quantiles(recordings.length_off, 1, 3),
+                       "both_sides": recordings.both_sides,
+                       "problems": recordings.problems[:20]},
+    }
+
+
+def healthy(run: dict) -> bool:
+    """The knee's test: every call completed, recorded whole, and RTP on time."""
+    rec = run["recordings"]
+    gap = run["rtp_gap_ms"].get("p99", 1e9)
+    return (run["completed"] == run["calls"] and rec["present"] == run["calls"]
+            and rec["length_within_0_5s"] == run["calls"] and rec["both_sides"] == run["calls"]
+            and gap <= GAP_LIMIT_MS)
+
+
+def bench(root: Path, *, concurrency: int, calls: int, rate: float, talk: float, pairs: int,
+          knee_steps: list[int] | None = None, prompt_cache: Path | None = None,
+          baseline: bool = True, recorder_baseline: bool = False,
+          save: Callable[[dict], None] | None = None) -> dict:
+    """save: called with the report so far after every run (an interrupted bench keeps
+    what it measured)."""
+    endpoints = max([concurrency, *(knee_steps or [])])
+    stack = build_stack(root, endpoints, talk, prompt_cache)
+    runs: list[dict] = []
+    knee: dict | None = None
+
+    def report() -> dict:
+        return {"machine": {"host": platform.node(), "cores": os.cpu_count(),
+                            "python": platform.python_version(),
+                            "kernel": platform.release()},
+                "settings": {"concurrency": concurrency, "calls": calls, "rate": rate,
+                             "talk": talk, "pairs": pairs, "operators": endpoints,
+                             "entry": SERVER_DID, "baseline_entry": BASELINE_DID},
+                "runs": runs, "pairs": load_report.pair_ratios(runs), "knee": knee}
+
+    def done(run: dict) -> None:
+        print(load_report.one_line(run), flush=True)
+        if save is not None:
+            save(report())
+
+    try:
+        index = 0
+        for _pair in range(pairs):
+            kinds = (("baseline",) if baseline else ()) + \
+                (("baseline-rec",) if recorder_baseline else ()) + ("server",)
+            for kind in kinds:
+                index += 1
+                runs.append(one_run(stack, kind, index, concurrency=concurrency, calls=calls,
+                                    rate=rate, talk=talk))
+                done(runs[-1])
+        if knee_steps:
+            knee = {"steps": [], "knee": None}
+            for step in knee_steps:
+                index += 1
+                # Fast enough to reach the step before the first calls end (~25 s each).
+                run = one_run(stack, "server", index, concurrency=step, calls=step * 2,
+                              rate=max(rate, step / 20), talk=talk)
+                knee["steps"].append(run)
+                done(run)
+                if not healthy(run):
+                    break
+                knee["knee"] = step
+    finally:
+        stack.close()
+    return report()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--calls", type=int, help="per run (default: 2 x concurrency)")
+    parser.add_argument("--rate", type=float, default=10.0, help="new calls per second")
+    parser.add_argument("--talk", type=float, default=10.0, help="seconds with the operator")
+    parser.add_argument("--pairs", type=int, default=2, help="baseline/server pairs")
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--recorder-baseline", action="store_true",
+                        help="also run the baseline with the server's ChanSpy recorder")
+    parser.add_argument("--knee", action="store_true", help="then step the load up")
+    parser.add_argument("--knee-steps", default="100,150,200,250")
+    parser.add_argument("--keep", action="store_true", help="keep the stack's folder")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        parser.error("run as root (Asterisk in its chroot, raw sockets for the RTP capture)")
+    root = Path(tempfile.mkdtemp(prefix="ivr-bench-"))
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+
+    def save(report: dict) -> None:
+        (RESULTS / f"load-{stamp}.json").write_text(json.dumps(report, indent=1))
+        (RESULTS / f"load-{stamp}.md").write_text(load_report.markdown(report))
+
+    try:
+        report = bench(root / "stack", concurrency=args.concurrency,
+                       calls=args.calls or 2 * args.concurrency, rate=args.rate,
+                       talk=args.talk, pairs=args.pairs, baseline=not args.no_baseline,
+                       recorder_baseline=args.recorder_baseline,
+                       knee_steps=[int(x) for x in args.knee_steps.split(",")]
+                       if args.knee else None, save=save)
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    save(report)
+    print(f"wrote {RESULTS}/load-{stamp}.json and .md" + (f" (stack kept in {root})"
+                                                          if args.keep else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

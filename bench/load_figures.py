@@ -1,0 +1,253 @@
+"""Turning one load run's raw material into figures: SIPp's message trace (what each call did,
+on SIPp's clock), the RTP the callers received (bench/load_probe.py) and the recording files.
+Every figure comes from these independent references, never from the controller's records
+of itself (the server's records are used only to find a call's archive file)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bench.load_probe import Packet
+from ivr.recordings.archive import coverage, read_mono, read_sides
+from tests.e2e.rtp_capture import alaw_decode
+from tests.e2e.stack import parse_message_trace
+from tests.e2e.xcorr import find
+
+RATE = 8000
+LENGTH_TOLERANCE = 0.5  # s: a recording within this of the call (the issue's target)
+SIDE_COVERAGE = 0.5  # share of 20 ms frames with sound for a side to count as present
+
+
+@dataclass
+class Call:
+    call_id: str
+    caller: str = ""
+    media_port: int = 0
+    invite: float = 0.0
+    ok: float | None = None  # the 200 OK to the INVITE, as SIPp received it
+    bye: float | None = None  # the caller's BYE
+    bye_ok: bool = False
+    failure: str = ""  # a final error response, the server's BYE, ...
+
+    @property
+    def completed(self) -> bool:
+        return self.ok is not None and self.bye is not None and self.bye_ok and not self.failure
+
+    @property
+    def seconds(self) -> float:
+        return (self.bye or 0.0) - (self.ok or 0.0)
+
+
+_CALL_ID = re.compile(r"^(?:Call-ID|i):\s*(\S+)", re.M | re.I)
+_FROM_USER = re.compile(r"^(?:From|f):.*?sip:([^@;>]+)@", re.M | re.I)
+_CSEQ = re.compile(r"^CSeq:\s*\d+\s+(\w+)", re.M | re.I)
+_M_AUDIO = re.compile(r"^\s*m=audio (\d+) ", re.M)
+
+
+def sipp_calls(messages: Path) -> dict[str, Call]:
+    """Every call in a caller SIPp's -trace_msg file, by Call-ID."""
+    calls: dict[str, Call] = {}
+    for at, what, body in parse_message_trace(messages):
+        cid = _CALL_ID.search(body)
+        if cid is None:
+            continue
+        call = calls.setdefault(cid.group(1), Call(cid.group(1)))
+        first = what.split("| ", 1)[-1]
+        cseq = _CSEQ.search(body)
+        method = cseq.group(1).upper() if cseq else ""
+        sent = "sent" in what.split("|", 1)[0]
+        if sent and first.startswith("INVITE "):
+            call.invite = call.invite or at
+            user = _FROM_USER.search(body)
+            call.caller = user.group(1) if user else ""
+            port = _M_AUDIO.search(body)
+            call.media_port = int(port.group(1)) if port else 0
+        elif not sent and first.startswith("SIP/2.0 ") and method == "INVITE":
+            code = int(first.split()[1])
+            if code == 200 and call.ok is None:
+                call.ok = at
+            elif code >= 300 and not call.failure:
+                call.failure = f"INVITE answered {code}"
+        elif sent and first.startswith("BYE "):
+            call.bye = call.bye or at
+        elif not sent and first.startswith("SIP/2.0 200") and method == "BYE":
+            call.bye_ok = True
+        elif not sent and first.startswith("BYE ") and not call.failure:
+            call.failure = "the server hung up"
+    for call in calls.values():
+        if not call.completed and not call.failure:
+            call.failure = ("no answer" if call.ok is None else
+                            "no BYE sent" if call.bye is None else "BYE not answered")
+    return calls
+
+
+def peak_concurrent(calls: dict[str, Call]) -> int:
+    """The most calls answered and not yet hung up at one moment, on SIPp's clock: the load
+    actually carried, which the rate and the call length may keep below --concurrency."""
+    edges = sorted([(c.ok, 1) for c in calls.values() if c.ok is not None]
+                   + [(c.bye, -1) for c in calls.values() if c.ok is not None and c.bye])
+    level = peak = 0
+    for _at, step in edges:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def quantiles(values: list[float], scale: float = 1.0, digits: int = 1) -> dict[str, float]:
+    if not values:
+        return {}
+    arr = np.asarray(values, dtype=np.float64) * scale
+    return {"n": len(values), "p50": round(float(np.percentile(arr, 50)), digits),
+            "p95": round(float(np.percentile(arr, 95)), digits),
+            "p99": round(float(np.percentile(arr, 99)), digits),
+            "max": round(float(arr.max()), digits)}
+
+
+def _audio_packets(packets: list[Packet], start: float, end: float) -> list[Packet]:
+    return [p for p in packets if p.pt == 8 and start <= p.at <= end]
+
+
+@dataclass
+class RtpFigures:
+    gaps: list[float] = field(default_factory=list)
+    expected: int = 0
+    received: int = 0
+    first_audio: list[float] = field(default_factory=list)  # s after the 200 OK
+    notice_at: list[float] = field(default_factory=list)  # s after the 200 OK
+    notice_missed: int = 0
+    no_rtp: int = 0
+
+
+def _notice_template(path: Path) -> np.ndarray:
+    """The notice's first second of sound (its leading silence would match any silence)."""
+    samples = read_mono(path).astype(np.float64) / 32768.0
+    loud = np.flatnonzero(np.abs(samples) > 0.02)
+    start = int(loud[0]) if loud.size else 0
+    return samples[start:start + RATE], start / RATE
+
+
+def rtp_figures(calls: dict[str, Call], packets: dict[int, list[Packet]],
+                notice_wav: Path, notice_due: float) -> RtpFigures:
+    """notice_due: seconds after the answer the notice is expected (the greeting's length):
+    the search for it covers the audio up to 10 s past that (under load the server was
+    measured seconds late: a narrower window loses exactly the slowest calls)."""
+    out = RtpFigures()
+    template, lead = _notice_template(notice_wav)
+    for call in calls.values():
+        if call.ok is None:
+            continue
+        audio = _audio_packets(packets.get(call.media_port, []), call.ok - 1.0,
+                               (call.bye or call.ok + 3600) + 0.5)
+        if not audio:
+            out.no_rtp += 1
+            continue
+        times = np.array([p.at for p in audio])
+        out.gaps.extend(np.diff(times).tolist())
+        by_ssrc: dict[int, list[int]] = {}
+        for p in audio:
+            by_ssrc.setdefault(p.ssrc, []).append(p.seq)
+        for seqs in by_ssrc.values():
+            # Unwrap the 16-bit sequence numbers before counting what should have come.
+            unwrapped = np.cumsum(np.concatenate(([0], (np.diff(seqs) + 32768) % 65536 - 32768)))
+            out.expected += int(unwrapped.max() - unwrapped.min() + 1)
+            out.received += len(seqs)
+        out.first_audio.append(audio[0].at - call.ok)
+        # Payloads in arrival order: where the notice's first second of sound is, in packets.
+        window = [p for p in audio if p.at <= call.ok + notice_due + 10.0]
+        pcm = np.concatenate([alaw_decode(p.payload) for p in window]) if window else []
+        # No audio by then (the first packet came seconds late): counted as not found.
+        if len(pcm) < len(template):
+            out.notice_missed += 1
+            continue
+        match = find(pcm, template)
+        if match.peak < 0.6:
+            out.notice_missed += 1
+            continue
+        sample = max(0, round((match.start - lead) * RATE))
+        index = min(len(window) - 1, sample // 160)
+        out.notice_at.append(window[index].at - call.ok)
+    return out
+
+
+@dataclass
+class RecordingCheck:
+    present: int = 0
+    missing: list[str] = field(default_factory=list)
+    length_ok: int = 0
+    length_off: list[float] = field(default_factory=list)  # recording - call, s
+    both_sides: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def check(self, caller: str, call: Call, left: np.ndarray, right: np.ndarray) -> None:
+        self.present += 1
+        off = len(left) / RATE - call.seconds
+        self.length_off.append(off)
+        if abs(off) <= LENGTH_TOLERANCE:
+            self.length_ok += 1
+        else:
+            self.problems.append(f"{caller}: recording {off:+.2f} s from the call")
+        sides = coverage(left), coverage(right)
+        if min(sides) >= SIDE_COVERAGE:
+            self.both_sides += 1
+        else:
+            self.problems.append(f"{caller}: side coverage {sides[0]:.2f} | {sides[1]:.2f}")
+
+
+def check_archives(calls: dict[str, Call], archive_of: dict[str, Path]) -> RecordingCheck:
+    """The server's calls: its stereo archive (left caller, right what the caller heard)."""
+    out = RecordingCheck()
+    for call in calls.values():
+        path = archive_of.get(call.caller)
+        if call.ok is None:
+            continue
+        if path is None or not path.exists():
+            out.missing.append(call.caller)
+            continue
+        left, right, _rate = read_sides(path)
+        out.check(call.caller, call, left, right)
+    return out
+
+
+def check_baseline(calls: dict[str, Call], folder: Path) -> RecordingCheck:
+    """The plain dialplan's calls: MixMonitor's legs, -rx (caller) and -tx (heard)."""
+    out = RecordingCheck()
+    for call in calls.values():
+        if call.ok is None:
+            continue
+        rx, tx = folder / f"{call.caller}-rx.wav", folder / f"{call.caller}-tx.wav"
+        if not (rx.exists() and tx.exists()):
+            out.missing.append(call.caller)
+            continue
+        out.check(call.caller, call, read_mono(rx), read_mono(tx))
+    return out
+
+
+def agi_round_trips(before: str, after: str) -> dict[str, dict[str, float]]:
+    """Quantiles (ms, upper bucket bounds) of each FastAGI command verb's round-trip during
+    the run, from the difference of the controller's /metrics histograms."""
+    def buckets(text: str) -> dict[str, dict[float, float]]:
+        out: dict[str, dict[float, float]] = {}
+        for m in re.finditer(r'^ivr_agi_command_seconds_bucket\{command="([^"]+)",'
+                             r'le="([^"]+)"\} (\S+)$', text, re.M):
+            out.setdefault(m.group(1), {})[float(m.group(2))] = float(m.group(3))
+        return out
+
+    b0, b1 = buckets(before), buckets(after)
+    result: dict[str, dict[str, float]] = {}
+    for verb, cum in b1.items():
+        base = b0.get(verb, {})
+        bounds = sorted(cum)
+        counts = [cum[b] - base.get(b, 0.0) for b in bounds]
+        total = counts[-1] if counts else 0.0
+        if total <= 0:
+            continue
+        row: dict[str, float] = {"n": total}
+        for q in (0.5, 0.99):
+            bound = next(b for b, c in zip(bounds, counts, strict=True) if c >= q * total)
+            row[f"p{round(q * 100)}_ms_le"] = bound * 1000 if bound != float("inf") else -1
+        result[verb] = row
+    return result

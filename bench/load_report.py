@@ -1,0 +1,138 @@
+"""The load bench's report: a line per run while it goes, the baseline/server ratios per
+adjacent pair, and the Markdown summary written next to the JSON."""
+
+from __future__ import annotations
+
+import time
+
+
+def one_line(run: dict) -> str:
+    rec = run["recordings"]
+    cpu = run["cpu_per_call"]
+    return (f"{run['index']:2d} {run['kind']:8s} c={run['concurrency']} "
+            f"peak {run['peak_concurrent']} "
+            f"completed {run['completed']}/{run['calls']} "
+            f"rec whole {min(rec['length_within_0_5s'], rec['both_sides'])}/{run['calls']} "
+            f"cpu/call ast {cpu['asterisk']} ctl {cpu['controller']} "
+            f"gap p99 {run['rtp_gap_ms'].get('p99')} ms "
+            f"notice p99 {run['notice_first_packet_ms'].get('p99')} ms "
+            f"machine {run['machine_cores_busy']} cores")
+
+
+def _server_cpu(run: dict) -> float | None:
+    cpu = run["cpu_per_call"]
+    if cpu["asterisk"] is None:
+        return None
+    return cpu["asterisk"] + (cpu["controller"] or 0.0)
+
+
+def pair_ratios(runs: list[dict]) -> list[dict]:
+    """For each baseline run and the server run after it at the same load (runs between them
+    being the recorder baseline): server CPU per call (Asterisk + controller) over the
+    baseline's (Asterisk; its idle controller serves no baseline call). The recorder
+    baseline's Asterisk over the baseline's says what the ChanSpy recorder costs."""
+    out = []
+    for i, a in enumerate(runs):
+        if a["kind"] != "baseline" or not a["cpu_per_call"]["asterisk"]:
+            continue
+        later = [r for r in runs[i + 1:i + 3] if r["concurrency"] == a["concurrency"]]
+        server = next((r for r in later if r["kind"] == "server"), None)
+        rec = next((r for r in later if r["kind"] == "baseline-rec"), None)
+        if server is None or _server_cpu(server) is None:
+            continue
+        base = a["cpu_per_call"]["asterisk"]
+        row = {"baseline_run": a["index"], "server_run": server["index"],
+               "baseline_cpu_per_call": base,
+               "server_cpu_per_call": round(_server_cpu(server), 4),
+               "asterisk_only_ratio": round(server["cpu_per_call"]["asterisk"] / base, 3),
+               "ratio": round(_server_cpu(server) / base, 3)}
+        if rec is not None and rec["cpu_per_call"]["asterisk"]:
+            row["recorder_baseline_ratio"] = round(rec["cpu_per_call"]["asterisk"] / base, 3)
+        out.append(row)
+    return out
+
+
+def _q(d: dict) -> str:
+    return f"{d.get('p50', '–')} / {d.get('p95', '–')} / {d.get('p99', '–')}" if d else "–"
+
+
+ROWS = [
+    ("calls completed / attempted", lambda r: f"{r['completed']} / {r['attempted']}"),
+    ("peak concurrent (SIPp: answered, not hung up)", lambda r: f"{r['peak_concurrent']}"),
+    ("failed (why)", lambda r: ", ".join(f"{k}: {v}" for k, v in r["failed"].items()) or "0"),
+    ("recordings present", lambda r: f"{r['recordings']['present']}"),
+    ("recordings within 0.5 s of the call",
+     lambda r: f"{r['recordings']['length_within_0_5s']}"),
+    ("recordings with both sides", lambda r: f"{r['recordings']['both_sides']}"),
+    ("first audio after 200 OK, ms (p50/p95/p99)", lambda r: _q(r["first_audio_ms"])),
+    ("notice's first packet after 200 OK, ms (p50/p95/p99)",
+     lambda r: _q(r["notice_first_packet_ms"])),
+    ("... less the greeting's length, ms (p50/p95/p99)",
+     lambda r: _q(r.get("notice_after_greeting_ms", {}))),
+    ("RTP gap at the caller, ms (p50/p95/p99)", lambda r: _q(r["rtp_gap_ms"])),
+    ("RTP gap max, ms", lambda r: f"{r['rtp_gap_ms'].get('max', '–')}"),
+    ("RTP loss at the caller", lambda r: f"{r['rtp_loss']}"),
+    ("Asterisk CPU-s per call", lambda r: f"{r['cpu_per_call']['asterisk']}"),
+    ("controller CPU-s per call", lambda r: f"{r['cpu_per_call']['controller']}"),
+    ("SIPp callers / operator CPU-s", lambda r: f"{r['cpu_seconds']['sipp_callers']} / "
+                                                f"{r['cpu_seconds']['sipp_operator']}"),
+    ("machine cores busy (avg over the run)", lambda r: f"{r['machine_cores_busy']}"),
+    ("controller RSS peak, MB (first→last sample)",
+     lambda r: f"{r['controller']['rss_peak_mb']} ({r['controller']['rss_first_last_mb']})"),
+    ("controller fds peak / asyncio tasks peak",
+     lambda r: f"{r['controller']['fds_peak']} / {r['controller']['asyncio_tasks_peak']}"),
+    ("controller's loop thread: s waiting for a CPU (whole run)",
+     lambda r: f"{r['controller'].get('loop_runqueue_wait_s', '–')}"),
+    ("FastAGI GET VARIABLE p50/p99 ≤ ms",
+     lambda r: _agi(r, "GET VARIABLE")),
+    ("FastAGI SET VARIABLE p50/p99 ≤ ms",
+     lambda r: _agi(r, "SET VARIABLE")),
+]
+
+
+def _agi(run: dict, verb: str) -> str:
+    row = run["controller"]["agi_round_trip"].get(verb)
+    if not row:
+        return "–"
+    return f"{row['p50_ms_le']:g} / {row['p99_ms_le']:g} (n={row['n']:g})"
+
+
+def _table(runs: list[dict]) -> list[str]:
+    head = "| | " + " | ".join(f"#{r['index']} {r['kind']} c={r['concurrency']}"
+                                for r in runs) + " |"
+    lines = [head, "|---" * (len(runs) + 1) + "|"]
+    for label, fn in ROWS:
+        lines.append(f"| {label} | " + " | ".join(str(fn(r)) for r in runs) + " |")
+    return lines
+
+
+def markdown(report: dict) -> str:
+    s = report["settings"]
+    m = report["machine"]
+    out = [f"# Load bench, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
+           f"{m['cores']} cores, kernel {m['kernel']}. {s['concurrency']} concurrent, "
+           f"{s['calls']} calls per run at {s['rate']:g}/s, {s['talk']:g} s talk, "
+           f"{s['operators']} operator endpoints on one SIPp phone; SIPp on the same machine. "
+           f"Server: entry {s['entry']} (greeting, notice, support desk) with protection.yaml "
+           f"in force; baseline: the same journey as plain dialplan ({s['baseline_entry']}).",
+           "", "## Runs", ""]
+    out += _table(report["runs"])
+    out += ["", "## CPU per call, server ÷ baseline (adjacent pairs)", "",
+            "| pair | baseline CPU-s/call | server CPU-s/call (Asterisk + controller) | "
+            "Asterisk-only ratio | ratio | baseline + ChanSpy recorder ÷ baseline |",
+            "|---|---|---|---|---|---|"]
+    for p in report["pairs"]:
+        out.append(f"| #{p['baseline_run']} → #{p['server_run']} | "
+                   f"{p['baseline_cpu_per_call']} | {p['server_cpu_per_call']} | "
+                   f"{p['asterisk_only_ratio']} | {p['ratio']} | "
+                   f"{p.get('recorder_baseline_ratio', '–')} |")
+    knee = report.get("knee")
+    if knee:
+        out += ["", f"## Knee (server): {knee['knee']} concurrent", ""]
+        out += _table(knee["steps"])
+    problems = [(r["index"], p) for r in report["runs"] + (knee["steps"] if knee else [])
+                for p in r["recordings"]["problems"]]
+    if problems:
+        out += ["", "## Recording problems (first 20 per run)", ""]
+        out += [f"- run #{i}: {p}" for i, p in problems]
+    return "\n".join(out) + "\n"

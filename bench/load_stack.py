@@ -1,0 +1,180 @@
+"""The server as a user runs it, for the load bench: Asterisk 22 + `ivr run` in a folder of
+their own (the end-to-end tests' Stack), the example journey open around the clock, the
+project's protection.yaml (restrictions and the talk limit, which is far longer than the
+bench's talk), many operator endpoints answered by one SIPp phone, and one run of SIPp
+callers at a time.
+
+The baseline (the same journey as plain dialplan, no controller) is added to the running
+Asterisk through its CLI (`dialplan add extension`), for the bench's own dialled number only:
+nothing is written into the configuration the server renders, so production gains no
+controller bypass, and a `dialplan reload` removes it (the bench adds it again before each
+baseline run)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.e2e.rtp import caller_pcap, tone_pcap
+from tests.e2e.scenarios import caller_scenario
+from tests.e2e.stack import (
+    PROJECT,
+    SippPeer,
+    Stack,
+    example_journey,
+    free_port,
+    intro_seconds,
+    wait_until,
+)
+
+SERVER_DID = "0399000000"  # the example's 'other' entry: greeting, notice, support desk
+BASELINE_DID = "0399999999"  # only the bench's injected dialplan answers it
+BASELINE_REC_DID = "0399999998"  # ... the same with the server's ChanSpy recorder added
+BASELINE_CONTEXT = "bench-baseline"
+BASELINE_FOLDER = "bench-baseline"  # under the recordings folder
+ASTERISK_RTP = (20000, 23999)  # room for 2 ports x 2 channels x 1000 calls
+CALLER_RTP_BASE = 30000  # SIPp's [auto_media_port] steps by 4 from here, modulo 10000
+
+# The same journey as the server's, in plain dialplan: answer, record both legs (as the
+# server's MixMonitor does), greeting and notice, the notice guard, the same desk and members.
+BASELINE = [
+    "Answer()",
+    "Set(CHANNEL(language)=${IVR_LANG})",
+    f"Set(BENCH_REC=${{IVR_REC_DIR}}/{BASELINE_FOLDER}/${{FILTER(0-9,${{CALLERID(num)}})}})",
+    "MixMonitor(${BENCH_REC}.wav,r(${BENCH_REC}-rx.wav)t(${BENCH_REC}-tx.wav))",
+    "Playback(${IVR_PROMPTS}/ja/welcome)",
+    "Playback(${IVR_PROMPTS}/ja/notice)",
+    "Wait(${IVR_NOTICE_GUARD})",
+    "Queue(support,,,,${IVR_DEFAULT_WAIT})",
+    "Hangup()",
+]
+# The server's second recorder ([ivr-record]: a Local pair running ChanSpy on its own 20 ms
+# clock), as in production but writing into the baseline's folder: what it costs Asterisk
+# is the difference between the two baselines.
+RECORDER = ("Originate(Local/rec@ivr-recorder/n,exten,ivr-recorder-sink,s,1,,"
+            f"av(IVR_REC_TARGET=${{UNIQUEID}}^IVR_REC_TIMELINE=${{IVR_REC_FROM_MONITOR}}/"
+            f"{BASELINE_FOLDER}/${{UNIQUEID}}-timeline))")
+
+
+def operators(count: int) -> list[str]:
+    return [f"op{5001 + n}" for n in range(count)]
+
+
+def build_stack(root: Path, endpoints: int, talk: float,
+                prompt_cache: Path | None = None) -> Stack:
+    """Set up and start Asterisk and the controller, log every operator in to the support
+    desk and start the operators' shared phone."""
+    ops = operators(endpoints)
+    journey = example_journey(open_now=True)
+    journey["desks"]["support"]["members"] = ops
+    for desk in ("sales", "billing", "supervisor"):
+        journey["desks"][desk]["members"] = ops[:1]
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROJECT / "protection.yaml", root / "protection.yaml")
+    stack = Stack(root)
+    stack.write_config(ops, f'[protection]\nfile = "{root / "protection.yaml"}"\n', journey,
+                       shared_phone=True)
+    # The e2e stack's RTP range (999 ports) runs out at about 250 calls: a wider one.
+    text = stack.config_path.read_text()
+    text = re.sub(r"^rtp_start = \d+$", f"rtp_start = {ASTERISK_RTP[0]}", text, flags=re.M)
+    text = re.sub(r"^rtp_end = \d+$", f"rtp_end = {ASTERISK_RTP[1]}", text, flags=re.M)
+    stack.config_path.write_text(text.replace('log_level = "debug"', 'log_level = "info"'))
+    stack.setup(prompt_cache)
+    stack.start_asterisk()
+    stack.start_controller()
+    # Restrictions in force: a few blocks that the bench's callers never match, so every
+    # call pays for the look-up.
+    for n in range(5):
+        stack.ivr("block", f"09099990{n:03d}", "--reason", "bench: never a bench caller")
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda op: stack.login(op, "support"), ops))
+    stack.operator(ops[0], pcap=lambda p: tone_pcap(p, talk + 30.0))
+    return stack
+
+
+def install_baseline(stack: Stack) -> None:
+    """The baselines' extensions, in the running Asterisk only (see the module's note)."""
+    if BASELINE_CONTEXT in stack.cli(f"dialplan show {BASELINE_REC_DID}@from-trunk"):
+        return
+    with_recorder = [*BASELINE[:4], RECORDER, *BASELINE[4:]]
+    for context, did, apps in ((BASELINE_CONTEXT, BASELINE_DID, BASELINE),
+                               (BASELINE_CONTEXT + "-rec", BASELINE_REC_DID, with_recorder)):
+        for n, app in enumerate(apps, start=1):
+            stack.cli(f"dialplan add extension s,{n},{app} into {context} replace")
+        stack.cli(f"dialplan add extension {did},1,Goto({context},s,1) into from-trunk "
+                  "replace")
+        shown = stack.cli(f"dialplan show s@{context}")
+        assert "Queue(support" in shown, shown
+
+
+def operator_media_port(stack: Stack) -> int:
+    phone = next(iter(stack.phones.values()))
+    return int(phone.args[phone.args.index("-mp") + 1])
+
+
+def asterisk_quiet(stack: Stack, timeout: float = 90) -> None:
+    """No channel left from the last run (callers, recorders, members)."""
+    def quiet() -> bool:
+        found = re.search(r"(\d+) active channels?", stack.cli("core show channels count"))
+        return found is not None and found.group(1) == "0"
+
+    wait_until(quiet, timeout, interval=1, what="Asterisk without channels")
+
+
+@dataclass
+class Callers:
+    peer: SippPeer
+    numbers: list[str]
+    hangup_after: float
+
+
+def start_callers(stack: Stack, workdir: Path, *, did: str, prefix: str, calls: int,
+                  concurrency: int, rate: float, talk: float) -> Callers:
+    """One SIPp placing `calls` calls, at most `concurrency` at once, `rate` new calls a
+    second; each caller sends continuous 20 ms speech and hangs up `talk` s after the
+    operator should have answered (greeting + notice + guard + ring)."""
+    hangup_after = intro_seconds(stack) + 0.5 + 0.8 + 1.0 + talk
+    workdir.mkdir(parents=True)
+    numbers = [f"{prefix}{n:05d}" for n in range(calls)]
+    (workdir / "callers.csv").write_text("SEQUENTIAL\n" + "".join(f"{c};\n" for c in numbers))
+    caller_pcap(workdir / "caller.pcap", hangup_after)
+    (workdir / "caller.xml").write_text(
+        caller_scenario(pcap="caller.pcap", hangup_after=hangup_after))
+    peer = SippPeer(workdir, [
+        f"127.0.0.1:{stack.ports['sip']}", "-sf", str(workdir / "caller.xml"), "-s", did,
+        "-inf", str(workdir / "callers.csv"), "-m", str(calls), "-l", str(concurrency),
+        "-r", f"{rate:g}", "-i", "127.0.0.1", "-p", str(free_port(socket.SOCK_DGRAM)),
+        "-mi", "127.0.0.1", "-mp", str(CALLER_RTP_BASE), "-t", "u1",
+        "-timeout", f"{round(hangup_after + calls / rate + 120)}s", "-timeout_error",
+    ]).start()
+    stack.peers.append(peer)
+    return Callers(peer, numbers, hangup_after)
+
+
+def server_archives(stack: Stack, numbers: list[str], timeout: float) -> dict[str, Path]:
+    """The archive file of each of these callers' calls once the server has finalised them
+    (the record only says where the file is; the file itself is checked independently).
+    Gives up after `timeout` s and returns what is final by then."""
+    wanted = set(numbers)
+    found: dict[str, Path] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = subprocess.run([str(PROJECT / ".venv" / "bin" / "ivr"), "calls", "--json",
+                              "--limit", str(len(numbers) + 50), "-c", str(stack.config_path)],
+                             capture_output=True, text=True, timeout=60)
+        if run.returncode == 0:
+            import json
+
+            for call in json.loads(run.stdout)["calls"]:
+                if call["caller"] in wanted and call.get("recording_sha256"):
+                    found[call["caller"]] = Path(call["recording_path"])
+        if len(found) == len(wanted):
+            break
+        time.sleep(2)
+    return found
