@@ -7,13 +7,13 @@ in worker threads: it must not stall the event loop. Every step can run again af
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from ivr import recording_timeline
+from ivr.recordings.files import sha256_of
 from ivr.recordings.service_archive import ArchiveService, Sources, archived_file
 from ivr.service import CallService
 
@@ -41,19 +41,15 @@ def wav_closed(path: Path) -> bool:
 
 
 def wav_facts(path: Path) -> RecordingFacts:
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
         header = fh.read(44)
-        digest.update(header)
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+    size, sha256 = sha256_of(path)
     channels = struct.unpack("<H", header[22:24])[0]
     rate = struct.unpack("<I", header[24:28])[0]
     bits = struct.unpack("<H", header[34:36])[0]
-    data_bytes = path.stat().st_size - 44
     frame = max(1, channels * bits // 8)
-    duration = data_bytes / frame / rate if rate else 0.0
-    return RecordingFacts(duration=duration, sha256=digest.hexdigest())
+    duration = (size - 44) / frame / rate if rate else 0.0
+    return RecordingFacts(duration=duration, sha256=sha256)
 
 
 class RecordingFinaliser:

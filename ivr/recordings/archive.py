@@ -15,13 +15,14 @@ are above the threshold and count as audio.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from ivr.recordings.files import sha256_of
 
 RATE = 8000
 FRAME = RATE // 50  # 20 ms, one RTP packet
@@ -130,17 +131,6 @@ def channels(path: Path) -> int:
         return int(sf.info(str(path)).channels)
     except (RuntimeError, OSError, sf.LibsndfileError):
         return 0
-
-
-def sha256_of(path: Path) -> tuple[int, str]:
-    """(size, sha256 hex) of the file's bytes, read in blocks."""
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-            size += len(block)
-    return size, digest.hexdigest()
 
 
 def facts(path: Path) -> ArchiveFacts:

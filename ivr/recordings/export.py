@@ -15,13 +15,14 @@ Layout (all files at the top level, names from the index, never from a request):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ivr.recordings.files import sha256_of
 
 SUMS = "SHA256SUMS"
 SCRIPT = Path(__file__).with_name("bundle_verify_chain.py")
@@ -38,14 +39,6 @@ class BundleFile:
 
 def json_bytes(document: Any) -> bytes:
     return (json.dumps(document, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_bundle(folder: Path, files: list[BundleFile]) -> dict[str, str]:
@@ -66,7 +59,7 @@ def write_bundle(folder: Path, files: list[BundleFile]) -> dict[str, str]:
         # The sums are over what was written, so the bundle is consistent even if a source
         # changed while it was copied (then verify_chain.py shows the file no longer matches
         # its chain entry).
-        sums = {name: _sha256(folder / name) for name in sorted([*names, "verify_chain.py"])}
+        sums = {name: sha256_of(folder / name)[1] for name in sorted([*names, "verify_chain.py"])}
         (folder / SUMS).write_text("".join(f"{sha}  {name}\n" for name, sha in sums.items()))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)

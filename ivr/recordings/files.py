@@ -26,18 +26,23 @@ def index_path(root: Path, relative: str) -> Path:
     return root / Path(*rel.parts)
 
 
+def sha256_of(path: Path) -> tuple[int, str]:
+    """(size, sha256 hex) of the file's bytes, read in blocks. Blocking."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
 def hash_file(path: Path) -> tuple[int, str] | None:
     """(size, sha256 hex) of a regular file; None when there is none. Blocking."""
     try:
-        with path.open("rb") as f:
-            digest = hashlib.sha256()
-            size = 0
-            while chunk := f.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
+        return sha256_of(path)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
-    return size, digest.hexdigest()
 
 
 class FileHasher:

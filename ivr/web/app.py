@@ -6,11 +6,7 @@ import asyncio
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ivr.agi import timing
@@ -73,18 +69,13 @@ class _ControllerCollector(Collector):
         # collect() runs in the /metrics handler, on the controller's loop.
         yield GaugeMetricFamily("ivr_asyncio_tasks", "asyncio tasks alive on the event loop",
                                 value=len(asyncio.all_tasks()))
-        trips = HistogramMetricFamily("ivr_agi_command_seconds",
-                                      "FastAGI command round-trip, write to answer (STREAM "
-                                      "FILE includes the playback)", labels=["command"])
-        for verb, hist in sorted(timing.ROUND_TRIPS.items()):
-            trips.add_metric([verb], hist.cumulative(), hist.total)
-        yield trips
 
 
 def create_app(controller: Controller) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     registry = CollectorRegistry()
     registry.register(_ControllerCollector(controller))
+    registry.register(timing.ROUND_TRIPS)
     Gauge("ivr_up", "The controller process is running", registry=registry).set(1)
     app[CONTROLLER] = controller
     app[REGISTRY] = registry

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from prometheus_client import CollectorRegistry
+
 from ivr.agi import timing
 
 
 def test_verb_is_the_label_and_buckets_are_cumulative(monkeypatch):
-    monkeypatch.setattr(timing, "ROUND_TRIPS", type(timing.ROUND_TRIPS)(timing.Histogram))
+    registry = CollectorRegistry()
+    fresh = timing.round_trip_histogram()
+    registry.register(fresh)
+    monkeypatch.setattr(timing, "ROUND_TRIPS", fresh)
     timing.observe("GET VARIABLE IVR_CALLER_0312345678", 0.0004)
     timing.observe("get variable X", 0.004)
     timing.observe("STREAM FILE /p/ja/notice \"\"", 7.0)
-    assert sorted(timing.ROUND_TRIPS) == ["GET VARIABLE", "STREAM FILE"]
-    cum = dict(timing.ROUND_TRIPS["GET VARIABLE"].cumulative())
-    assert cum["0.0005"] == 1 and cum["0.005"] == 2 and cum["+Inf"] == 2
-    assert dict(timing.ROUND_TRIPS["STREAM FILE"].cumulative())["5.0"] == 0
-    assert abs(timing.ROUND_TRIPS["GET VARIABLE"].total - 0.0044) < 1e-9
+
+    def bucket(verb: str, le: str) -> float | None:
+        return registry.get_sample_value("ivr_agi_command_seconds_bucket",
+                                         {"command": verb, "le": le})
+
+    labels = {s.labels["command"] for m in registry.collect() for s in m.samples}
+    assert sorted(labels) == ["GET VARIABLE", "STREAM FILE"]
+    assert bucket("GET VARIABLE", "0.0005") == 1 and bucket("GET VARIABLE", "0.005") == 2
+    assert bucket("GET VARIABLE", "+Inf") == 2
+    assert bucket("STREAM FILE", "5.0") == 0
+    total = registry.get_sample_value("ivr_agi_command_seconds_sum",
+                                      {"command": "GET VARIABLE"})
+    assert total is not None and abs(total - 0.0044) < 1e-9
