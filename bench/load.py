@@ -27,6 +27,8 @@ import json
 import os
 import platform
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +52,7 @@ from bench.load_stack import (
     ASTERISK_RTP,
     BASELINE_DID,
     BASELINE_FOLDER,
-    BASELINE_REC_DID,
+    BASELINES,
     CALLER_RTP_BASE,
     SERVER_DID,
     asterisk_quiet,
@@ -67,8 +69,9 @@ GAP_LIMIT_MS = 60.0  # the knee: RTP gap p99 at the caller above this is no long
 
 
 def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int,
-            rate: float, talk: float) -> dict:
-    """One SIPp run against the server or the baseline; its figures as a dict."""
+            rate: float, talk: float, profile: Path | None = None) -> dict:
+    """One SIPp run against the server or the baseline; its figures as a dict. profile: a
+    folder for a py-spy profile of the controller (server runs only)."""
     if kind != "server":
         install_baseline(stack)
     asterisk_quiet(stack)
@@ -83,10 +86,11 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
             "sipp_operator": proc_cpu(phone.proc.pid)}
     busy0, total0 = machine_busy()
     waited0 = runqueue_wait(ctl)
+    spy = (start_profile(ctl, profile / f"profile-run{index:02d}.txt")
+           if profile is not None and kind == "server" else None)
     started = time.time()
     callers = start_callers(stack, stack.root / f"run-{index:02d}-{kind}",
-                            did={"baseline": BASELINE_DID, "baseline-rec": BASELINE_REC_DID,
-                                 "server": SERVER_DID}[kind],
+                            did=SERVER_DID if kind == "server" else BASELINES[kind].did,
                             prefix=f"037{index:02d}", calls=calls, concurrency=concurrency,
                             rate=rate, talk=talk)
     sipp_cpu = 0.0
@@ -106,11 +110,13 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
     else:
         asterisk_quiet(stack)  # MixMonitor closes its files when the channel is gone
         folder = stack.data / "recordings" / BASELINE_FOLDER
-        recordings = figures.check_baseline(calls_seen, folder)
+        recordings = figures.check_baseline(calls_seen, folder, BASELINES[kind].recording)
         # The recorder baseline's ChanSpy files, to show the recorder did run.
         recorder_files = len(list(folder.glob("*-timeline*")))
         shutil.rmtree(folder, ignore_errors=True)  # a 200-call run leaves ~200 MB here
     ended = time.time()
+    if spy is not None:
+        stop_profile(spy)
     cpu = {"asterisk": proc_cpu(ast) - cpu0["asterisk"],
            "controller": proc_cpu(ctl) - cpu0["controller"],
            "sipp_operator": proc_cpu(phone.proc.pid) - cpu0["sipp_operator"],
@@ -166,6 +172,26 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
     }
 
 
+def start_profile(pid: int, out: Path) -> subprocess.Popen:
+    """py-spy sampling the controller (100 Hz, collapsed stacks per thread, only samples
+    holding the GIL: Python work, not waits) until stop_profile: where its CPU goes,
+    without touching its code."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "100", "--threads",
+                             "--gil", "--format", "raw", "--output", str(out),
+                             "--nonblocking"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def stop_profile(spy: subprocess.Popen) -> None:
+    spy.send_signal(signal.SIGINT)
+    try:
+        spy.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+
+
 def healthy(run: dict) -> bool:
     """The knee's test: every call completed, recorded whole, and RTP on time."""
     rec = run["recordings"]
@@ -177,8 +203,8 @@ def healthy(run: dict) -> bool:
 
 def bench(root: Path, *, concurrency: int, calls: int, rate: float, talk: float, pairs: int,
           knee_steps: list[int] | None = None, prompt_cache: Path | None = None,
-          baseline: bool = True, recorder_baseline: bool = False,
-          save: Callable[[dict], None] | None = None) -> dict:
+          kinds: tuple[str, ...] = ("baseline", "server"),
+          save: Callable[[dict], None] | None = None, profile: Path | None = None) -> dict:
     """save: called with the report so far after every run (an interrupted bench keeps
     what it measured)."""
     endpoints = max([concurrency, *(knee_steps or [])])
@@ -203,12 +229,10 @@ def bench(root: Path, *, concurrency: int, calls: int, rate: float, talk: float,
     try:
         index = 0
         for _pair in range(pairs):
-            kinds = (("baseline",) if baseline else ()) + \
-                (("baseline-rec",) if recorder_baseline else ()) + ("server",)
             for kind in kinds:
                 index += 1
                 runs.append(one_run(stack, kind, index, concurrency=concurrency, calls=calls,
-                                    rate=rate, talk=talk))
+                                    rate=rate, talk=talk, profile=profile))
                 done(runs[-1])
         if knee_steps:
             knee = {"steps": [], "knee": None}
@@ -234,13 +258,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=10.0, help="new calls per second")
     parser.add_argument("--talk", type=float, default=10.0, help="seconds with the operator")
     parser.add_argument("--pairs", type=int, default=2, help="baseline/server pairs")
-    parser.add_argument("--no-baseline", action="store_true")
-    parser.add_argument("--recorder-baseline", action="store_true",
-                        help="also run the baseline with the server's ChanSpy recorder")
+    parser.add_argument("--kinds", default="baseline,server",
+                        help="the runs of each pair, in order: server and any of "
+                             + ", ".join(BASELINES) + " (plain dialplan recorded by MixMonitor's "
+                             "legs, + the ChanSpy recorder, ChanSpy alone, MixMonitor's "
+                             "interleaved stereo, no recording)")
     parser.add_argument("--knee", action="store_true", help="then step the load up")
     parser.add_argument("--knee-steps", default="100,150,200,250")
     parser.add_argument("--keep", action="store_true", help="keep the stack's folder")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample the controller with py-spy in server runs (collapsed "
+                             "stacks in bench/results/profile-<time>/)")
     args = parser.parse_args(argv)
+    unknown = set(args.kinds.split(",")) - {"server", *BASELINES}
+    if unknown:
+        parser.error(f"--kinds: unknown {', '.join(sorted(unknown))}")
     if os.geteuid() != 0:
         parser.error("run as root (Asterisk in its chroot, raw sockets for the RTP capture)")
     root = Path(tempfile.mkdtemp(prefix="ivr-bench-"))
@@ -254,10 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = bench(root / "stack", concurrency=args.concurrency,
                        calls=args.calls or 2 * args.concurrency, rate=args.rate,
-                       talk=args.talk, pairs=args.pairs, baseline=not args.no_baseline,
-                       recorder_baseline=args.recorder_baseline,
+                       talk=args.talk, pairs=args.pairs,
+                       kinds=tuple(k for k in args.kinds.split(",") if k),
                        knee_steps=[int(x) for x in args.knee_steps.split(",")]
-                       if args.knee else None, save=save)
+                       if args.knee else None, save=save,
+                       profile=RESULTS / f"profile-{stamp}" if args.profile else None)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -212,17 +212,31 @@ def check_archives(calls: dict[str, Call], archive_of: dict[str, Path]) -> Recor
     return out
 
 
-def check_baseline(calls: dict[str, Call], folder: Path) -> RecordingCheck:
-    """The plain dialplan's calls: MixMonitor's legs, -rx (caller) and -tx (heard)."""
+def check_baseline(calls: dict[str, Call], folder: Path, how: str = "legs") -> RecordingCheck:
+    """The plain dialplan's calls. how: "legs" (MixMonitor's -rx (caller) and -tx (heard)),
+    "stereo" (MixMonitor's interleaved <caller>.raw), "spy" (ChanSpy's <caller>-timeline.raw,
+    the same layout), "none" (no recording: nothing is checked)."""
     out = RecordingCheck()
+    if how == "none":
+        return out
     for call in calls.values():
         if call.ok is None:
             continue
-        rx, tx = folder / f"{call.caller}-rx.wav", folder / f"{call.caller}-tx.wav"
-        if not (rx.exists() and tx.exists()):
+        if how == "legs":
+            rx, tx = folder / f"{call.caller}-rx.wav", folder / f"{call.caller}-tx.wav"
+            if not (rx.exists() and tx.exists()):
+                out.missing.append(call.caller)
+                continue
+            out.check(call.caller, call, read_mono(rx), read_mono(tx))
+            continue
+        raw = folder / (f"{call.caller}.raw" if how == "stereo" else
+                        f"{call.caller}-timeline.raw")
+        if not raw.exists():
             out.missing.append(call.caller)
             continue
-        out.check(call.caller, call, read_mono(rx), read_mono(tx))
+        data = raw.read_bytes()
+        stereo = np.frombuffer(data[: len(data) // 4 * 4], dtype="<i2").reshape(-1, 2)
+        out.check(call.caller, call, stereo[:, 0].copy(), stereo[:, 1].copy())
     return out
 
 

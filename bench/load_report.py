@@ -27,27 +27,31 @@ def _server_cpu(run: dict) -> float | None:
 
 
 def pair_ratios(runs: list[dict]) -> list[dict]:
-    """For each baseline run and the server run after it at the same load (runs between them
-    being the recorder baseline): server CPU per call (Asterisk + controller) over the
-    baseline's (Asterisk; its idle controller serves no baseline call). The recorder
-    baseline's Asterisk over the baseline's says what the ChanSpy recorder costs."""
+    """For each baseline run and the runs after it up to the next baseline run (one pair, at
+    the same load): server CPU per call (Asterisk + controller) over the baseline's
+    (Asterisk; its idle controller serves no baseline call), and each baseline variant's
+    Asterisk over the baseline's (what that way of recording costs)."""
     out = []
     for i, a in enumerate(runs):
         if a["kind"] != "baseline" or not a["cpu_per_call"]["asterisk"]:
             continue
-        later = [r for r in runs[i + 1:i + 3] if r["concurrency"] == a["concurrency"]]
-        server = next((r for r in later if r["kind"] == "server"), None)
-        rec = next((r for r in later if r["kind"] == "baseline-rec"), None)
-        if server is None or _server_cpu(server) is None:
-            continue
+        group = []
+        for r in runs[i + 1:]:
+            if r["kind"] == "baseline" or r["concurrency"] != a["concurrency"]:
+                break
+            group.append(r)
         base = a["cpu_per_call"]["asterisk"]
-        row = {"baseline_run": a["index"], "server_run": server["index"],
-               "baseline_cpu_per_call": base,
-               "server_cpu_per_call": round(_server_cpu(server), 4),
-               "asterisk_only_ratio": round(server["cpu_per_call"]["asterisk"] / base, 3),
-               "ratio": round(_server_cpu(server) / base, 3)}
-        if rec is not None and rec["cpu_per_call"]["asterisk"]:
-            row["recorder_baseline_ratio"] = round(rec["cpu_per_call"]["asterisk"] / base, 3)
+        row: dict = {"baseline_run": a["index"], "baseline_cpu_per_call": base,
+                     "variants": {r["kind"]: round(r["cpu_per_call"]["asterisk"] / base, 3)
+                                  for r in group if r["kind"].startswith("baseline-")
+                                  and r["cpu_per_call"]["asterisk"]}}
+        server = next((r for r in group if r["kind"] == "server"), None)
+        if server is not None and _server_cpu(server) is not None:
+            row.update({"server_run": server["index"],
+                        "server_cpu_per_call": round(_server_cpu(server), 4),
+                        "asterisk_only_ratio": round(server["cpu_per_call"]["asterisk"] / base,
+                                                     3),
+                        "ratio": round(_server_cpu(server) / base, 3)})
         out.append(row)
     return out
 
@@ -119,13 +123,14 @@ def markdown(report: dict) -> str:
     out += _table(report["runs"])
     out += ["", "## CPU per call, server ÷ baseline (adjacent pairs)", "",
             "| pair | baseline CPU-s/call | server CPU-s/call (Asterisk + controller) | "
-            "Asterisk-only ratio | ratio | baseline + ChanSpy recorder ÷ baseline |",
+            "Asterisk-only ratio | ratio | baseline variants' Asterisk ÷ baseline |",
             "|---|---|---|---|---|---|"]
     for p in report["pairs"]:
-        out.append(f"| #{p['baseline_run']} → #{p['server_run']} | "
-                   f"{p['baseline_cpu_per_call']} | {p['server_cpu_per_call']} | "
-                   f"{p['asterisk_only_ratio']} | {p['ratio']} | "
-                   f"{p.get('recorder_baseline_ratio', '–')} |")
+        variants = ", ".join(f"{k} {v}" for k, v in p["variants"].items()) or "–"
+        out.append(f"| #{p['baseline_run']} → #{p.get('server_run', '–')} | "
+                   f"{p['baseline_cpu_per_call']} | {p.get('server_cpu_per_call', '–')} | "
+                   f"{p.get('asterisk_only_ratio', '–')} | {p.get('ratio', '–')} | "
+                   f"{variants} |")
     knee = report.get("knee")
     if knee:
         out += ["", f"## Knee (server): {knee['knee']} concurrent", ""]

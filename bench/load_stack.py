@@ -34,32 +34,51 @@ from tests.e2e.stack import (
 )
 
 SERVER_DID = "0399000000"  # the example's 'other' entry: greeting, notice, support desk
-BASELINE_DID = "0399999999"  # only the bench's injected dialplan answers it
-BASELINE_REC_DID = "0399999998"  # ... the same with the server's ChanSpy recorder added
 BASELINE_CONTEXT = "bench-baseline"
 BASELINE_FOLDER = "bench-baseline"  # under the recordings folder
 ASTERISK_RTP = (20000, 23999)  # room for 2 ports x 2 channels x 1000 calls
 CALLER_RTP_BASE = 30000  # SIPp's [auto_media_port] steps by 4 from here, modulo 10000
 
-# The same journey as the server's, in plain dialplan: answer, record both legs (as the
-# server's MixMonitor does), greeting and notice, the notice guard, the same desk and members.
-BASELINE = [
-    "Answer()",
-    "Set(CHANNEL(language)=${IVR_LANG})",
-    f"Set(BENCH_REC=${{IVR_REC_DIR}}/{BASELINE_FOLDER}/${{FILTER(0-9,${{CALLERID(num)}})}})",
-    "MixMonitor(${BENCH_REC}.wav,r(${BENCH_REC}-rx.wav)t(${BENCH_REC}-tx.wav))",
+# The same journey as the server's, in plain dialplan: answer, record (as the server's
+# MixMonitor does, both legs apart), greeting and notice, the notice guard, the same desk and
+# members. The variants change only how the call is recorded, to price each recorder.
+_REC = f"${{IVR_REC_DIR}}/{BASELINE_FOLDER}/${{FILTER(0-9,${{CALLERID(num)}})}}"
+_JOURNEY = [
     "Playback(${IVR_PROMPTS}/ja/welcome)",
     "Playback(${IVR_PROMPTS}/ja/notice)",
     "Wait(${IVR_NOTICE_GUARD})",
     "Queue(support,,,,${IVR_DEFAULT_WAIT})",
     "Hangup()",
 ]
-# The server's second recorder ([ivr-record]: a Local pair running ChanSpy on its own 20 ms
-# clock), as in production but writing into the baseline's folder: what it costs Asterisk
-# is the difference between the two baselines.
-RECORDER = ("Originate(Local/rec@ivr-recorder/n,exten,ivr-recorder-sink,s,1,,"
+_START = ["Answer()", "Set(CHANNEL(language)=${IVR_LANG})", f"Set(BENCH_REC={_REC})"]
+_MIXMONITOR_LEGS = "MixMonitor(${BENCH_REC}.wav,r(${BENCH_REC}-rx.wav)t(${BENCH_REC}-tx.wav))"
+# A Local pair running ChanSpy on its own 20 ms clock (the server's timeline recorder up to
+# issue 16), writing <caller>-timeline.raw (stereo) into the baseline's folder.
+_CHANSPY = ("Originate(Local/rec@ivr-recorder/n,exten,ivr-recorder-sink,s,1,,"
             f"av(IVR_REC_TARGET=${{UNIQUEID}}^IVR_REC_TIMELINE=${{IVR_REC_FROM_MONITOR}}/"
-            f"{BASELINE_FOLDER}/${{UNIQUEID}}-timeline))")
+            f"{BASELINE_FOLDER}/${{FILTER(0-9,${{CALLERID(num)}})}}-timeline))")
+# MixMonitor's interleaved stereo (left what the caller said, right what they heard).
+_MIXMONITOR_STEREO = "MixMonitor(${BENCH_REC}.raw,D)"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    did: str
+    apps: list[str]
+    recording: str  # how check_baseline finds the call's recording: legs, stereo, spy, none
+
+
+BASELINES = {
+    # The reference: what the server did before issue 16, less the controller.
+    "baseline": Baseline("0399999999", [*_START, _MIXMONITOR_LEGS, *_JOURNEY], "legs"),
+    "baseline-rec": Baseline("0399999998",
+                             [*_START, _MIXMONITOR_LEGS, _CHANSPY, *_JOURNEY], "legs"),
+    "baseline-spy": Baseline("0399999997", [*_START, _CHANSPY, *_JOURNEY], "spy"),
+    "baseline-stereo": Baseline("0399999996", [*_START, _MIXMONITOR_STEREO, *_JOURNEY],
+                                "stereo"),
+    "baseline-none": Baseline("0399999995", [*_START, *_JOURNEY], "none"),
+}
+BASELINE_DID = BASELINES["baseline"].did
 
 
 def operators(count: int) -> list[str]:
@@ -100,14 +119,15 @@ def build_stack(root: Path, endpoints: int, talk: float,
 
 def install_baseline(stack: Stack) -> None:
     """The baselines' extensions, in the running Asterisk only (see the module's note)."""
-    if BASELINE_CONTEXT in stack.cli(f"dialplan show {BASELINE_REC_DID}@from-trunk"):
+    last = list(BASELINES)[-1]
+    if f"{BASELINE_CONTEXT}-{last}" in stack.cli(
+            f"dialplan show {BASELINES[last].did}@from-trunk"):
         return
-    with_recorder = [*BASELINE[:4], RECORDER, *BASELINE[4:]]
-    for context, did, apps in ((BASELINE_CONTEXT, BASELINE_DID, BASELINE),
-                               (BASELINE_CONTEXT + "-rec", BASELINE_REC_DID, with_recorder)):
-        for n, app in enumerate(apps, start=1):
+    for kind, base in BASELINES.items():
+        context = f"{BASELINE_CONTEXT}-{kind}"
+        for n, app in enumerate(base.apps, start=1):
             stack.cli(f"dialplan add extension s,{n},{app} into {context} replace")
-        stack.cli(f"dialplan add extension {did},1,Goto({context},s,1) into from-trunk "
+        stack.cli(f"dialplan add extension {base.did},1,Goto({context},s,1) into from-trunk "
                   "replace")
         shown = stack.cli(f"dialplan show s@{context}")
         assert "Queue(support" in shown, shown

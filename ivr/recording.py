@@ -14,10 +14,13 @@ from pathlib import Path
 
 from ivr import recording_timeline
 from ivr.recordings.files import sha256_of
-from ivr.recordings.service_archive import ArchiveService, Sources, archived_file
+from ivr.recordings.service_archive import ArchiveService, Mix, Sources, archived_file
 from ivr.service import CallService
 
 log = logging.getLogger("ivr.recording")
+
+#: A raw recording unchanged for this long is closed (MixMonitor flushes every ~1 s).
+RAW_QUIET_S = 1.5
 
 
 @dataclass(frozen=True)
@@ -86,11 +89,11 @@ class RecordingFinaliser:
         finally:
             self._running.discard(call_id)
 
-    async def rebuild_timeline(self, call_id: str, path: Path,
+    async def settled_timeline(self, call_id: str, path: Path,
                                deadline: float) -> recording_timeline.Timeline | None:
-        """Put the recording on the call's wall-clock timeline from the recorder's file
-        (see ivr.recording_timeline), once the recorder has stopped writing; MixMonitor's
-        files stay if there is none or it cannot be used."""
+        """The wall-clock recorder's file of the recording (see ivr.recording_timeline),
+        once it has stopped writing; None when there is none or it is still written at the
+        deadline."""
         loop = asyncio.get_running_loop()
         raw = await asyncio.to_thread(recording_timeline.find_timeline, path)
         if raw is None:
@@ -102,40 +105,59 @@ class RecordingFinaliser:
                 return None
             await asyncio.sleep(0.2)
         try:
+            return await asyncio.to_thread(recording_timeline.read_timeline, raw)
+        except (OSError, ValueError) as err:
+            log.error("event=recording_problem call_id=%s path=%s problem=%s",
+                      call_id, raw, f"timeline not usable: {err}")
+            return None
+
+    async def rebuild_timeline(self, call_id: str, path: Path,
+                               deadline: float) -> recording_timeline.Timeline | None:
+        """Put MixMonitor's WAVs on the call's wall-clock timeline from the recorder's file
+        (the path without an archive); they stay as they were if it cannot be used."""
+        if await self.settled_timeline(call_id, path, deadline) is None:
+            return None
+        try:
             return await asyncio.to_thread(recording_timeline.rebuild, path)
         except (OSError, ValueError) as err:
             log.error("event=recording_problem call_id=%s path=%s problem=%s",
-                      call_id, raw, f"timeline not rebuilt: {err}")
+                      call_id, path, f"timeline not rebuilt: {err}")
             return None
 
-    async def mix_announcements(self, call_id: str, path: Path, zero: float | None) -> None:
-        """Announcements heard but not recorded by Asterisk (Dial's talk-limit warning: its
-        sound reaches the caller through the member's Local channel and is missing from the
-        caller's MixMonitor/ChanSpy legs, measured) are mixed in from the prompt file at the
-        time Asterisk reported (the announcement event), in what the caller heard (-tx) and
-        the mixed file. zero: the recording's 0 s on the epoch clock."""
+    async def pending_announcements(self, call_id: str,
+                                    zero: float | None) -> list[tuple[str, float, float]]:
+        """(prompt, epoch, offset in the recording) of each announcement the caller heard
+        that Asterisk did not record (Dial's talk-limit warning: its sound reaches the
+        caller through the member's Local channel and is missing from the caller's
+        recorder, measured) and that is not mixed in yet. zero: the recording's 0 s on the
+        epoch clock (None: the call's start)."""
         if self.prompts_dir is None:
-            return
+            return []
         record = await self.calls.get(call_id)
         if zero is None:
             zero = record.started_at if record is not None else None
         if zero is None:
-            return
+            return []
         events = await self.calls.events(call_id)
         # Once only: a finalisation cut short (controller stopped) runs again at start-up.
         done = {(e["data"] or {}).get("prompt_at") for e in events
                 if e["kind"] == "announcement_mixed"}
+        found = []
         for event in events:
             data = event.get("data") or {}
             if event["kind"] != "announcement" or not data.get("mix") or event["at"] in done:
                 continue
-            prompt = str(data.get("prompt") or "")
-            wav = self.prompts_dir / f"{prompt}.wav"
+            found.append((str(data.get("prompt") or ""), event["at"], event["at"] - zero))
+        return found
+
+    async def mix_announcements(self, call_id: str, path: Path, zero: float | None) -> None:
+        """The pending announcements (above) mixed into MixMonitor's WAVs at the time
+        Asterisk reported: what the caller heard (-tx) and the mixed file."""
+        for prompt, at, offset in await self.pending_announcements(call_id, zero):
+            wav = self.prompts_dir / f"{prompt}.wav" if self.prompts_dir else Path(prompt)
             try:
-                if await asyncio.to_thread(recording_timeline.mix_in, path, wav,
-                                           event["at"] - zero):
-                    await self.calls.announcement_mixed(call_id, prompt, event["at"],
-                                                        event["at"] - zero)
+                if await asyncio.to_thread(recording_timeline.mix_in, path, wav, offset):
+                    await self.calls.announcement_mixed(call_id, prompt, at, offset)
             except (OSError, ValueError) as err:
                 log.error("event=recording_problem call_id=%s path=%s problem=%s",
                           call_id, path, f"announcement {prompt} not mixed in: {err}")
@@ -155,26 +177,89 @@ class RecordingFinaliser:
     async def finalise(self, call_id: str, path: Path, *,
                        origin: str = "finaliser") -> RecordingFacts | None:
         deadline = asyncio.get_running_loop().time() + self.close_timeout
-        # Archived before a crash: the legs are gone or stale, the archive is what counts.
-        done = await asyncio.to_thread(archived_file, Sources.of(path))
-        if done is None or self.archive is None:
-            mono = Sources.of(path).mono
-            if not await self.wait_closed(call_id, mono, deadline):
+        sources = Sources.of(path)
+        # Archived before a crash: the sources are gone or stale, the archive is what counts.
+        done = await asyncio.to_thread(archived_file, sources)
+        if self.archive is not None and (
+                done is not None or await asyncio.to_thread(sources.stereo.exists)):
+            facts = await self.archive_stereo(call_id, path, sources, build=done is None,
+                                              deadline=deadline, origin=origin)
+            if facts is None:
                 return None
-            timeline = await self.rebuild_timeline(call_id, mono, deadline)
-            await self.mix_announcements(call_id, mono,
-                                         timeline.answered_at if timeline is not None else None)
+        else:
+            facts = await self.finalise_legs(call_id, path, sources, deadline, origin)
+            if facts is None:
+                return None
+        await self.finalise_called(call_id, path, deadline, origin=origin)
+        return facts
+
+    async def archive_stereo(self, call_id: str, path: Path, sources: Sources, *,
+                             build: bool, deadline: float,
+                             origin: str) -> RecordingFacts | None:
+        """MixMonitor's stereo file (or the wall-clock recorder's, when there is one)
+        straight into the archive, the unrecorded announcements put in on the way: no
+        intermediate files, the samples analysed as they are written."""
+        assert self.archive is not None
+        timeline = None
+        pending: list[tuple[str, float, float]] = []
+        if build:
+            if not await self.wait_settled(call_id, sources.stereo, deadline):
+                return None
+            timeline = await self.settled_timeline(call_id, sources.mono, deadline)
+            pending = await self.pending_announcements(
+                call_id, timeline.answered_at if timeline is not None else None)
+        mixes = []
+        for prompt, _at, offset in pending:
+            wav = (self.prompts_dir or Path()) / f"{prompt}.wav"
+            if await asyncio.to_thread(wav.is_file):
+                mixes.append(Mix(wav, offset))
+            else:
+                log.error("event=recording_problem call_id=%s path=%s problem=%s", call_id,
+                          path, f"announcement {prompt} not mixed in: no {wav}")
+        row = await self.archive.archive_call(call_id, path, origin=origin, timeline=timeline,
+                                              mixes=tuple(mixes))
+        if row is None:
+            await self.calls.recording_missing(call_id, str(path), "no audio to archive")
+            return None
+        for prompt, at, offset in pending:
+            if any(m.offset == offset for m in mixes):
+                await self.calls.announcement_mixed(call_id, prompt, at, offset)
+        return RecordingFacts(duration=row.duration or 0.0, sha256=row.sha256 or "")
+
+    async def wait_settled(self, call_id: str, path: Path, deadline: float) -> bool:
+        """A raw file has no header to say it is closed: it is once it stopped changing
+        (the hang-up handler's StopMixMonitor closes it before the controller hears of the
+        end; MixMonitor flushes a running one every ~1 s)."""
+        while not await asyncio.to_thread(recording_timeline.is_settled, path,
+                                          quiet=RAW_QUIET_S):
+            if asyncio.get_running_loop().time() > deadline:
+                log.error("event=recording_problem call_id=%s path=%s problem=%s",
+                          call_id, path, "still written")
+                await self.calls.recording_missing(call_id, str(path), "still written")
+                return False
+            await asyncio.sleep(0.2)
+        return True
+
+    async def finalise_legs(self, call_id: str, path: Path, sources: Sources,
+                            deadline: float, origin: str) -> RecordingFacts | None:
+        """MixMonitor's WAVs (without split legs, or from before one stereo recorder): on
+        the wall-clock timeline, announcements mixed in, then archived (or only hashed,
+        without an archive service)."""
+        mono = sources.mono
+        if not await self.wait_closed(call_id, mono, deadline):
+            return None
+        timeline = await self.rebuild_timeline(call_id, mono, deadline)
+        await self.mix_announcements(call_id, mono,
+                                     timeline.answered_at if timeline is not None else None)
         if self.archive is None:
             facts = await asyncio.to_thread(wav_facts, path)
             await self.calls.recording_finalised(call_id, facts.duration, facts.sha256)
-        else:
-            row = await self.archive.archive_call(call_id, path, origin=origin)
-            if row is None:
-                await self.calls.recording_missing(call_id, str(path), "no audio to archive")
-                return None
-            facts = RecordingFacts(duration=row.duration or 0.0, sha256=row.sha256 or "")
-        await self.finalise_called(call_id, path, deadline, origin=origin)
-        return facts
+            return facts
+        row = await self.archive.archive_call(call_id, path, origin=origin)
+        if row is None:
+            await self.calls.recording_missing(call_id, str(path), "no audio to archive")
+            return None
+        return RecordingFacts(duration=row.duration or 0.0, sha256=row.sha256 or "")
 
     async def finalise_called(self, call_id: str, path: Path, deadline: float, *,
                               origin: str = "finaliser") -> None:

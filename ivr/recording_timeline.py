@@ -75,13 +75,13 @@ def read_timeline(path: Path) -> Timeline:
     return Timeline(path, float(m.group("answer")), st.st_mtime - seconds, seconds)
 
 
-def is_settled(path: Path, now: float | None = None) -> bool:
+def is_settled(path: Path, now: float | None = None, quiet: float = QUIET_SECONDS) -> bool:
     """True once the recorder stopped writing (it writes every 20 ms while it runs)."""
     try:
         mtime = path.stat().st_mtime
     except OSError:
         return False
-    return (time.time() if now is None else now) - mtime >= QUIET_SECONDS
+    return (time.time() if now is None else now) - mtime >= quiet
 
 
 def legs(timeline: Timeline) -> tuple[np.ndarray, np.ndarray]:
@@ -139,6 +139,19 @@ def _read_mono(path: Path) -> np.ndarray:
         if w.getnchannels() != 1 or w.getsampwidth() != 2 or w.getframerate() != RATE:
             raise ValueError(f"{path}: not 8 kHz 16-bit mono")
         return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+
+
+def mix_into(track: np.ndarray, prompt: Path, offset: float) -> np.ndarray:
+    """`track` with a prompt added at `offset` seconds, saturating (unchanged when the
+    offset falls outside it)."""
+    sound = _read_mono(prompt)
+    start = round(offset * RATE)
+    if start < 0 or start >= len(track):
+        return track
+    end = min(len(track), start + len(sound))
+    out = track.copy()
+    out[start:end] = mix(track[start:end], sound[: end - start])
+    return out
 
 
 def mix_in(recording: Path, prompt: Path, offset: float) -> bool:

@@ -161,6 +161,7 @@ def template_context(config: Config, secrets: Secrets, journey: Journey | None =
         "default_wait": (journey.desks[desk.default] if journey and desk.default in
                          journey.desks else Desk()).max_wait,
         "split_legs": config.recording.split_legs,
+        "recording_timeline": config.recording.timeline,
         "desks": desk_context(journey, desk.default),
         # Operator feature codes ([applicationmap]), from the settings in force.
         "feature_codes": protection.features.applicationmap(),

@@ -145,6 +145,13 @@ def facts(path: Path) -> ArchiveFacts:
 
 
 def build(path: Path, left: np.ndarray, right: np.ndarray, fmt: str) -> ArchiveFacts:
-    """Write the archive and measure what was written (blocking: run it in a thread)."""
+    """Write the archive and measure it (blocking: run it in a thread). Length and coverage
+    come from the samples written (the format is lossless), size and sha256 from the file
+    on disk."""
     write_atomic(path, left, right, fmt)
-    return facts(path)
+    size, sha = sha256_of(path)
+    both = stereo(left, right)  # as written: the shorter side padded
+    return ArchiveFacts(path=path, format=fmt, size=size, sha256=sha,
+                        duration=len(both) / RATE,
+                        caller_audio=round(coverage(both[:, 0]), 4),
+                        other_audio=round(coverage(both[:, 1]), 4))

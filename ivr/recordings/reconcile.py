@@ -32,8 +32,8 @@ from ivr.store.tables import recordings
 
 log = logging.getLogger("ivr.recording")
 
-# <stem>.wav | .flac | -rx.wav | -tx.wav | -timeline@<answer>.<start>.raw
-_PART = re.compile(r"^(?P<stem>[^.][^/]*?)(?:-rx\.wav|-tx\.wav|\.wav|\.flac|"
+# <stem>-stereo.raw | .wav | .flac | -rx.wav | -tx.wav | -timeline@<answer>.<start>.raw
+_PART = re.compile(r"^(?P<stem>[^.][^/]*?)(?:-stereo\.raw|-rx\.wav|-tx\.wav|\.wav|\.flac|"
                    r"-timeline@\d+(?:\.\d+)?\.\d+\.raw)$")
 
 

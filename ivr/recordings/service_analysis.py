@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import soundfile as sf
 import sqlalchemy as sa
 
@@ -59,12 +60,19 @@ def analyse_file(path: Path, sha256: str | None = None) -> dict[str, Any]:
         left, right, rate = read_sides(path)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise AnalysisError(f"{path}: cannot read: {exc}") from exc
-    if sides == 1:
+    return analyse_sides(left, right, rate, sha256=sha256, channels=sides)
+
+
+def analyse_sides(left: np.ndarray, right: np.ndarray, rate: int, *, sha256: str | None,
+                  channels: int = 2) -> dict[str, Any]:
+    """The analysis of a recording's samples (the archive service passes the ones it has
+    just written, so a new recording is not decoded again)."""
+    if channels == 1:
         # A recording without separate legs: both voices are in one channel; analysed as
         # the caller's side, so "other" reads as silent and overlap as none.
         right = right[:0]
     result = analyse(left, right, rate)
-    result["channels"] = sides
+    result["channels"] = channels
     if sha256 is not None:
         result["sha256"] = sha256
     return result

@@ -5,10 +5,13 @@ timeline and announcements are mixed in. Each step can be repeated after a crash
 already archived is measured, not rebuilt; a row already there is completed, not doubled;
 the legs are removed only once the archive's row and chain entry are committed.
 
-Files of one recording (``YYYY/MM/DD/<stem>``): ``<stem>.wav`` (MixMonitor's mono mix, or the
-stereo archive itself when the format is wav: told apart by the channel count),
-``<stem>-rx.wav`` / ``<stem>-tx.wav`` (what the recorded channel said / heard),
-``<stem>-timeline@*.raw`` (the ChanSpy recorder) and the archive ``<stem>.<wav|flac>``.
+Files of one recording (``YYYY/MM/DD/<stem>``): ``<stem>-stereo.raw`` (MixMonitor's
+interleaved stereo: left what the recorded channel said, right what it heard; the usual
+source), ``<stem>.wav`` (MixMonitor's mono mix without split legs, or the stereo archive
+itself when the format is wav: told apart by the channel count), ``<stem>-rx.wav`` /
+``<stem>-tx.wav`` (the legs, as recorders before issue 16 and the called party's recorder
+write them), ``<stem>-timeline@*.raw`` (the optional wall-clock recorder) and the archive
+``<stem>.<wav|flac>``.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy.exc import IntegrityError
 
+from ivr import recording_timeline
 from ivr.config import RecordingConfig
 from ivr.model import CallRecord
 from ivr.recordings import archive, chain
+from ivr.recordings.service_analysis import analyse_sides
 from ivr.recordings.store_chain import ChainStore
 from ivr.recordings.store_index import AnalysisState, RecordingIndex, RecordingRow, State
 from ivr.service import CallService
@@ -61,6 +66,10 @@ class Sources:
         return self.stem.with_name(self.stem.name + ".wav")
 
     @property
+    def stereo(self) -> Path:
+        return self.stem.with_name(self.stem.name + "-stereo.raw")
+
+    @property
     def said(self) -> Path:
         return self.stem.with_name(self.stem.name + "-rx.wav")
 
@@ -74,7 +83,7 @@ class Sources:
     def leftovers(self, keep: Path) -> list[Path]:
         """The files the archive replaces (never `keep`, the archive itself)."""
         raws = sorted(self.stem.parent.glob(f"{self.stem.name}-timeline@*.raw"))
-        return [p for p in (self.mono, self.said, self.heard, *raws) if p != keep]
+        return [p for p in (self.stereo, self.mono, self.said, self.heard, *raws) if p != keep]
 
 
 def archived_file(sources: Sources) -> Path | None:
@@ -86,27 +95,63 @@ def archived_file(sources: Sources) -> Path | None:
     return None
 
 
-def _sides(sources: Sources, swap: bool) -> tuple[np.ndarray, np.ndarray, bool] | None:
-    """(left, right, mixed) from the legs, or the mono mix on both sides; None: nothing."""
+@dataclass(frozen=True)
+class Mix:
+    """A prompt the recorded channel heard but Asterisk did not record (Dial's talk-limit
+    warning: measured missing from the caller's recorder), put in at `offset` s."""
+
+    prompt: Path
+    offset: float
+
+
+def _sides(sources: Sources,
+           timeline: recording_timeline.Timeline | None) -> tuple[np.ndarray, np.ndarray,
+                                                                   bool] | None:
+    """(said, heard, mixed) of the recorded channel, from the best source there is: the
+    wall-clock recorder, MixMonitor's stereo, its legs, or its mono mix on both sides."""
+    if timeline is not None and timeline.seconds > 0:
+        said, heard = recording_timeline.legs(timeline)
+        return said, heard, False
+    if sources.stereo.exists():
+        data = np.fromfile(sources.stereo, dtype="<i2")
+        pairs = data[: len(data) // 2 * 2].reshape(-1, 2)
+        return np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1]), False
     if sources.said.exists() and sources.heard.exists():
-        said, heard = archive.read_mono(sources.said), archive.read_mono(sources.heard)
-        return (heard, said, False) if swap else (said, heard, False)
+        return archive.read_mono(sources.said), archive.read_mono(sources.heard), False
     if sources.mono.exists() and archive.channels(sources.mono) == 1:
         mono = archive.read_mono(sources.mono)
         return mono, mono, True
     return None
 
 
-def _build(sources: Sources, fmt: str, swap: bool) -> tuple[archive.ArchiveFacts, bool] | None:
-    """Blocking: the archive (rebuilt from the legs, or measured when already there)."""
+@dataclass(frozen=True)
+class Built:
+    facts: archive.ArchiveFacts
+    mixed: bool
+    # The samples written (None when an archive already on disk was only measured): the
+    # analysis takes them from here rather than decoding the file again.
+    left: np.ndarray | None = None
+    right: np.ndarray | None = None
+
+
+def _build(sources: Sources, fmt: str, swap: bool,
+           timeline: recording_timeline.Timeline | None = None,
+           mixes: tuple[Mix, ...] = ()) -> Built | None:
+    """Blocking: the archive (built from the sources, or measured when already there)."""
     existing = archived_file(sources)
     if existing is not None:
-        return archive.facts(existing), False
-    sides = _sides(sources, swap)
+        return Built(archive.facts(existing), False)
+    sides = _sides(sources, timeline)
     if sides is None:
         return None
-    left, right, mixed = sides
-    return archive.build(sources.archive(fmt), left, right, fmt), mixed
+    said, heard, mixed = sides
+    for mix in mixes:
+        heard = recording_timeline.mix_into(heard, mix.prompt, mix.offset)
+        if mixed:
+            said = heard
+    left, right = (heard, said) if swap else (said, heard)
+    facts = archive.build(sources.archive(fmt), left, right, fmt)
+    return Built(facts, mixed, left, right)
 
 
 def _remove(paths: list[Path]) -> list[str]:
@@ -139,13 +184,17 @@ class ArchiveService:
         return path.resolve().relative_to(self.recordings_dir.resolve()).as_posix()
 
     async def archive_call(self, call_id: str, recording: Path, *,
-                           origin: str = "finaliser") -> RecordingRow | None:
-        """The call's own recording (`<stem>.wav` and its legs) becomes its archive. An
-        outbound call's recording is the operator's channel: the far end goes left."""
+                           origin: str = "finaliser",
+                           timeline: recording_timeline.Timeline | None = None,
+                           mixes: tuple[Mix, ...] = ()) -> RecordingRow | None:
+        """The call's own recording (`<stem>-stereo.raw`, or the wall-clock recorder's
+        `timeline`, or older legs) becomes its archive, with `mixes` put into what was
+        heard. An outbound call's recording is the operator's channel: the far end goes
+        left."""
         record = await self.calls.get(call_id)
         swap = record is not None and record.direction == "outbound"
         row = await self._archive(call_id, Kind.CALL, Sources.of(recording), record,
-                                  swap=swap, origin=origin)
+                                  swap=swap, origin=origin, timeline=timeline, mixes=mixes)
         if row is not None and record is not None:
             await self.calls.recording_finalised(call_id, row.duration or 0.0,
                                                  row.sha256 or "",
@@ -166,17 +215,26 @@ class ArchiveService:
         return row
 
     async def _archive(self, call_id: str, kind: str, sources: Sources,
-                       record: CallRecord | None, *, swap: bool,
-                       origin: str) -> RecordingRow | None:
-        built = await asyncio.to_thread(_build, sources, self.config.format, swap)
+                       record: CallRecord | None, *, swap: bool, origin: str,
+                       timeline: recording_timeline.Timeline | None = None,
+                       mixes: tuple[Mix, ...] = ()) -> RecordingRow | None:
+        built = await asyncio.to_thread(_build, sources, self.config.format, swap, timeline,
+                                        mixes)
         if built is None:
             return None
-        facts, mixed = built
+        facts, mixed = built.facts, built.mixed
         rel = self.relative(facts.path)
         row = await self.index.by_path(rel)
         if row is None:
+            analysis = None
+            if built.left is not None and built.right is not None:
+                # Analysed now, from the samples just written (the worker would decode the
+                # file again); the row goes in with it, so the worker never takes it.
+                analysis = await asyncio.to_thread(
+                    analyse_sides, built.left, built.right, archive.RATE,
+                    sha256=facts.sha256, channels=1 if mixed else 2)
             row = await self._index(call_id, kind, rel, facts, record, mixed=mixed,
-                                    origin=origin)
+                                    origin=origin, analysis=analysis)
             if row is None:
                 return None
         elif row.chain_seq is None:
@@ -203,8 +261,8 @@ class ArchiveService:
         return flags
 
     async def _index(self, call_id: str, kind: str, rel: str, facts: archive.ArchiveFacts,
-                     record: CallRecord | None, *, mixed: bool,
-                     origin: str) -> RecordingRow | None:
+                     record: CallRecord | None, *, mixed: bool, origin: str,
+                     analysis: dict | None = None) -> RecordingRow | None:
         now = self.clock()
         flags = self._flags(record, facts, mixed)
         desk = record.desk if record else None
@@ -224,6 +282,9 @@ class ArchiveService:
             keep_until=(started or now) + days * 86400 if days else None,
             hold=bool(held), hold_reason=("flagged: " + " ".join(held)) if held else None,
             analysis_state=AnalysisState.PENDING)
+        if analysis is not None:
+            values.update(analysis_state=AnalysisState.DONE, analysis=analysis,
+                          shouting=analysis["shouting"], analysed_at=self.clock())
         try:
             rid = await self.index.add(**values)
         except IntegrityError:

@@ -53,10 +53,11 @@ def make_stack(tmp_path_factory, prompt_cache: Path, operators: list[str],
     return stack
 
 
-def support_desk_stack(tmp_path_factory, prompt_cache: Path) -> Stack:
+def support_desk_stack(tmp_path_factory, prompt_cache: Path, extra: str = "") -> Stack:
     """The example journey with the controller running and op1001 logged in to the support
     desk (the 'other' entry's desk): the set-up most end-to-end modules start from."""
-    stack = make_stack(tmp_path_factory, prompt_cache, ["op1001", "op1002", "op1003", "sv2001"])
+    stack = make_stack(tmp_path_factory, prompt_cache, ["op1001", "op1002", "op1003", "sv2001"],
+                       extra)
     stack.start_controller()
     stack.login("op1001", "support")
     return stack

@@ -1,10 +1,12 @@
 """Recordings keep the wall-clock timeline when neither side sends RTP.
 
-Real Asterisk 22 + SIPp. The caller and the operator's phone both stop sending RTP
-mid-call (silence suppression / DTX on both ends: no packets at all, not silent packets);
-then the caller sends a marker chirp at a known time. Every recording file must last as long
-as the call (SIPp's own clock: 200 OK received → BYE sent) and the chirp must sit in the
-caller's leg where it was sent. MixMonitor alone compresses the silent stretches away.
+Real Asterisk 22 + SIPp, with the wall-clock recorder on (`[recording] timeline = true`).
+The caller and the operator's phone both stop sending RTP mid-call (silence suppression /
+DTX on both ends: no packets at all, not silent packets); then the caller sends a marker
+chirp at a known time. Every recording file must last as long as the call (SIPp's own
+clock: 200 OK received → BYE sent) and the chirp must sit in the caller's leg where it was
+sent. MixMonitor alone compresses the silent stretches away: without the setting the
+archive is shorter than the call by the silent time (test_without_timeline_recorder).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ MARKER_TOLERANCE = 0.1  # s, the marker's place in the caller's leg
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, prompt_cache):
-    stack = support_desk_stack(tmp_path_factory, prompt_cache)
+    stack = support_desk_stack(tmp_path_factory, prompt_cache,
+                               "[recording]\ntimeline = true\n")
     yield stack
     stack.close()
 
