@@ -228,8 +228,8 @@ class RecordingFinaliser:
 
     async def wait_settled(self, call_id: str, path: Path, deadline: float) -> bool:
         """A raw file has no header to say it is closed: it is once it stopped changing
-        (the hang-up handler's StopMixMonitor closes it before the controller hears of the
-        end; MixMonitor flushes a running one every ~1 s)."""
+        after the hang-up (MixMonitor flushes a running one every ~1 s and closes it as the
+        channel goes)."""
         while not await asyncio.to_thread(recording_timeline.is_settled, path,
                                           quiet=RAW_QUIET_S):
             if asyncio.get_running_loop().time() > deadline:

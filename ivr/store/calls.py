@@ -8,6 +8,7 @@ The public API speaks float epoch seconds; the tables hold UTC timestamps (table
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -74,6 +75,24 @@ def _columns(values: dict[str, Any]) -> dict[str, Any]:
     return {k: to_datetime(v) if is_time(calls, k) else v for k, v in values.items()}
 
 
+# The call path's writes as prepared statements (built and compiled once; the writer runs
+# consecutive ones as one executemany).
+_INSERT_EVENT = sa.insert(call_events)
+
+
+@functools.lru_cache(maxsize=512)
+def _update_statement(columns: tuple[str, ...], only_if_null: bool) -> sa.Update:
+    """UPDATE calls SET <columns> (each COALESCEd with what is there when only_if_null),
+    updated_at WHERE id = :call_id_; parameters v_<column>, v_updated_at, call_id_."""
+    def value(column: str) -> Any:
+        param = sa.bindparam(f"v_{column}", type_=calls.c[column].type)
+        return sa.func.coalesce(calls.c[column], param) if only_if_null else param
+
+    return (sa.update(calls).where(calls.c.id == sa.bindparam("call_id_"))
+            .values({**{c: value(c) for c in columns},
+                     "updated_at": sa.bindparam("v_updated_at")}))
+
+
 def _record(row: sa.Row[Any]) -> CallRecord:
     return CallRecord.from_row(row._mapping)
 
@@ -118,24 +137,20 @@ class CallStore:
         columns = _columns(values)
         if only_if_null:
             # COALESCE(x, NULL) is x: a None changes nothing and needs no typed parameter.
-            columns = {k: sa.func.coalesce(calls.c[k], sa.literal(v, calls.c[k].type))
-                       for k, v in columns.items() if v is not None}
+            columns = {k: v for k, v in columns.items() if v is not None}
         if not columns:
             return
-        self.db.writer.submit(
-            sa.update(calls).where(calls.c.id == call_id).values(
-                **columns, updated_at=self._now()
-            )
-        )
+        params = {f"v_{k}": v for k, v in columns.items()}
+        params.update(v_updated_at=self._now(), call_id_=call_id)
+        self.db.writer.submit(_update_statement(tuple(sorted(columns)), only_if_null), params)
 
     async def add_event(
         self, call_id: str, kind: str, at: float, data: dict[str, Any] | None = None
     ) -> None:
         """Append to the call's timeline (queued, not awaited)."""
-        self.db.writer.submit(sa.insert(call_events).values(
-            call_id=call_id, at=to_datetime(at), kind=kind,
-            data=json.dumps(data or {}, ensure_ascii=False, sort_keys=True),
-        ))
+        self.db.writer.submit(_INSERT_EVENT, {
+            "call_id": call_id, "at": to_datetime(at), "kind": kind,
+            "data": json.dumps(data or {}, ensure_ascii=False, sort_keys=True)})
 
     async def add_operator_event(
         self, at: float, operator: str, desk: str | None, action: str, detail: str, by_whom: str

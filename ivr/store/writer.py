@@ -3,10 +3,12 @@
 A FastAGI handler or an AMI event must never wait for a disk or a network round trip to the
 database, so `submit` only queues a statement. One task applies the queue in order, many
 statements per transaction (a batch closes after `window` seconds or `max_batch` statements,
-or at once when someone waits for it). Nothing is dropped quietly: a batch that fails on a busy
-or unreachable database is retried as it is; one that fails otherwise is applied statement by
-statement, and only a statement that can never succeed (a constraint, a type) is given up,
-with an error in the log that names it.
+or at once when someone waits for it). The call path's frequent writes (timeline events,
+record updates) pass a prepared statement and its parameters: consecutive ones of one
+statement go to the database as one executemany, built and compiled once. Nothing is dropped
+quietly: a batch that fails on a busy or unreachable database is retried as it is; one that
+fails otherwise is applied statement by statement, and only a statement that can never
+succeed (a constraint, a type) is given up, with an error in the log that names it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class _Op:
     stmt: Executable | None  # None: a flush marker, done when everything before it is
     done: asyncio.Future[Any] | None = None
     settled: bool = field(default=False)
+    # With params, stmt is a prepared statement shared by many ops (executemany together).
+    params: dict[str, Any] | None = None
 
 
 class Writer:
@@ -63,9 +67,10 @@ class Writer:
     def pending(self) -> int:
         return len(self._items) + self._in_flight
 
-    def submit(self, stmt: Executable) -> None:
-        """Queue a write and return at once; it is committed within the batch window."""
-        self._put(_Op(stmt))
+    def submit(self, stmt: Executable, params: dict[str, Any] | None = None) -> None:
+        """Queue a write and return at once; it is committed within the batch window.
+        params: `stmt` is a prepared statement (module-level, reused), these its values."""
+        self._put(_Op(stmt, params=params))
 
     async def submit_wait(self, stmt: Executable) -> int:
         """Queue a write behind the others and wait for its commit; returns its rowcount."""
@@ -163,8 +168,17 @@ class Writer:
                 self._settle(op, result=0)
 
     async def _commit(self, ops: list[_Op]) -> list[int]:
+        results: list[int] = []
         async with write_transaction(self.engine) as conn:
-            return [(await conn.execute(op.stmt)).rowcount for op in ops]  # type: ignore[arg-type]
+            for group in _runs(ops):
+                first = group[0]
+                if first.params is None:
+                    results.append((await conn.execute(first.stmt)).rowcount)  # type: ignore[arg-type]
+                    continue
+                await conn.execute(first.stmt, [op.params for op in group])  # type: ignore[arg-type, misc]
+                # executemany reports no per-row count; these writes are never awaited.
+                results.extend([1] * len(group))
+        return results
 
     async def _one_by_one(self, ops: list[_Op]) -> None:
         for op in ops:
@@ -208,9 +222,21 @@ def _short(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
 
 
+def _runs(ops: list[_Op]) -> list[list[_Op]]:
+    """Consecutive ops of one prepared statement together (order kept); others alone."""
+    runs: list[list[_Op]] = []
+    for op in ops:
+        if (op.params is not None and runs and runs[-1][0].params is not None
+                and runs[-1][0].stmt is op.stmt):
+            runs[-1].append(op)
+        else:
+            runs.append([op])
+    return runs
+
+
 def _describe(op: _Op) -> str:
     try:
         compiled = op.stmt.compile()  # type: ignore[union-attr]
-        return f"{compiled} {compiled.params}"[:500]
+        return f"{compiled} {op.params or compiled.params}"[:500]
     except Exception:
         return repr(op.stmt)[:500]

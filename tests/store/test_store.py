@@ -101,6 +101,27 @@ async def test_writer_batches_and_keeps_order_under_concurrency(store):
     assert writer.failed == 0
 
 
+async def test_prepared_updates_in_one_batch_keep_their_order(store):
+    """Consecutive updates of one column set go as one executemany: still in order, and
+    only_if_null (COALESCE) still lets the first report win."""
+    for cid in ("c1", "c2"):
+        await store.ensure_call(cid, node="n1", started_at=T0, source="ami")
+    await store.update("c1", desk="sales")
+    await store.update("c2", desk="billing")
+    await store.update("c1", desk="support")  # same statement: the later one wins
+    await store.update("c2", desk="sales", only_if_null=True)  # already set: kept
+    await store.update("c1", operator="op1", only_if_null=True)  # was NULL: set
+    await store.update("c1", operator="op2", only_if_null=True)  # first report wins
+    await store.add_event("c1", "between", T0)
+    await store.update("c2", operator="op3", desk="sales")
+    await store.flush()
+    one, two = await store.get("c1"), await store.get("c2")
+    assert (one.desk, one.operator) == ("support", "op1")
+    assert (two.desk, two.operator) == ("sales", "op3")
+    assert [e["kind"] for e in await store.events("c1")] == ["between"]
+    assert store.db.writer.failed == 0
+
+
 async def test_a_bad_write_does_not_lose_the_others(store, caplog):
     await store.ensure_call("c1", node="n1", started_at=T0, source="ami")
     await store.add_event("c1", "before", T0)

@@ -104,3 +104,52 @@ def test_mono_files_read_as_both_sides(tmp_path):
     assert np.array_equal(left, right)
     assert archive.channels(path) == 1
     assert archive.channels(tmp_path / "absent.wav") == 0
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac"])
+def test_build_facts_match_a_measure_of_the_file(tmp_path, fmt):
+    """build() takes length and coverage from the samples it wrote, not from reading the
+    file back: they must be what an independent read of the file gives."""
+    left = np.zeros(8000 * 4, dtype=np.int16)
+    left[8000:16000] = noise(1, 5)
+    right = noise(2.5, 6)
+    path = tmp_path / f"call.{fmt}"
+    built = archive.build(path, left, right, fmt)
+    assert built == archive.facts(path)
+
+
+def _stereo_raw(path, said: np.ndarray, heard: np.ndarray) -> None:
+    """What MixMonitor's D option writes: interleaved 16-bit, left said, right heard."""
+    np.stack([said, heard], axis=1).astype("<i2").tofile(path)
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_archive_built_from_mixmonitors_stereo_with_announcements(tmp_path, swap):
+    from ivr.recordings.service_archive import Mix, Sources, _build
+
+    said, heard = noise(3, 7), noise(3, 8, 200)
+    stem = tmp_path / "1700000000.1"
+    _stereo_raw(Sources(stem).stereo, said, heard)
+    prompt = tmp_path / "warning.wav"
+    beep = (np.sin(np.arange(4000) * 0.3) * 8000).astype(np.int16)
+    with wave.open(str(prompt), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(beep.tobytes())
+
+    built = _build(Sources(stem), "flac", swap, None, (Mix(prompt, 1.0),))
+
+    assert built is not None and not built.mixed
+    left, right, _rate = archive.read_sides(built.facts.path)
+    expected_heard = heard.astype(np.int32)
+    expected_heard[8000:12000] += beep
+    expected_heard = np.clip(expected_heard, -32768, 32767).astype(np.int16)
+    # Outbound (swap): the recorded channel is the operator's, the far end goes left.
+    said_side, heard_side = (right, left) if swap else (left, right)
+    assert np.array_equal(said_side, said), "what was said is untouched"
+    assert np.array_equal(heard_side, expected_heard), "the prompt is in what was heard, at 1 s"
+    assert np.array_equal(built.left, left) and np.array_equal(built.right, right)
+    # Already archived: measured again, never rebuilt (no samples handed on).
+    again = _build(Sources(stem), "flac", swap, None, ())
+    assert again is not None and again.left is None and again.facts == built.facts
