@@ -61,6 +61,29 @@ _CHANSPY = ("Originate(Local/rec@ivr-recorder/n,exten,ivr-recorder-sink,s,1,,"
 _MIXMONITOR_STEREO = "MixMonitor(${BENCH_REC}.raw,D)"
 
 
+# The server's IVR-time watchdog ([ivr-cap]: a Local pair waiting out the cap beside the
+# caller, stopped when an operator answers), and the same waiting with Read() instead of
+# Wait(): with transmit_silence on, Wait() makes each half send 50 silent frames a second
+# through the pair; Read() without a prompt waits on the channel without a generator.
+_CAP = ["Set(__IVR_CALLER_CHANNEL=${CHANNEL})", "Gosub(ivr-cap,start,1)"]
+_CAP_READ = ["Set(__IVR_CALLER_CHANNEL=${CHANNEL})", "Gosub(bench-capread,start,1)"]
+EXTRA_CONTEXTS = {
+    "bench-capread": [
+        ("start", ["Originate(Local/cap@bench-capread/n,exten,bench-sinkread,s,1,,"
+                   "av(IVR_CAP_TARGET=${CHANNEL}^IVR_CAP_SECONDS=${IVR_MAX_IVR_TIME}))",
+                   "Return()"]),
+        ("cap", ["Set(CDR_PROP(disable)=1)", "Answer()",
+                 "Set(SHARED(IVR_CAP_CHANNEL,${IVR_CAP_TARGET})=${CHANNEL})",
+                 "Read(IVR_CAP_KEY,,1,,1,${FILTER(0-9.,${IVR_CAP_SECONDS})})",
+                 # (No spaces or quotes: the CLI would split the line there.)
+                 "ExecIf($[${SHARED(IVR_CONNECTED,${IVR_CAP_TARGET})}0=10]?Hangup())",
+                 "ChannelRedirect(${IVR_CAP_TARGET},ivr-cap-reached,s,1)", "Hangup()"]),
+    ],
+    "bench-sinkread": [("s", ["Set(CDR_PROP(disable)=1)", "Read(IVR_SINK_KEY,,1,,1,86400)",
+                              "Hangup()"])],
+}
+
+
 @dataclass(frozen=True)
 class Baseline:
     did: str
@@ -77,6 +100,11 @@ BASELINES = {
     "baseline-stereo": Baseline("0399999996", [*_START, _MIXMONITOR_STEREO, *_JOURNEY],
                                 "stereo"),
     "baseline-none": Baseline("0399999995", [*_START, *_JOURNEY], "none"),
+    "baseline-cap": Baseline("0399999994", [*_START, _MIXMONITOR_STEREO, *_CAP, *_JOURNEY],
+                             "stereo"),
+    "baseline-capread": Baseline("0399999993",
+                                 [*_START, _MIXMONITOR_STEREO, *_CAP_READ, *_JOURNEY],
+                                 "stereo"),
 }
 BASELINE_DID = BASELINES["baseline"].did
 
@@ -123,6 +151,10 @@ def install_baseline(stack: Stack) -> None:
     if f"{BASELINE_CONTEXT}-{last}" in stack.cli(
             f"dialplan show {BASELINES[last].did}@from-trunk"):
         return
+    for context, extensions in EXTRA_CONTEXTS.items():
+        for exten, apps in extensions:
+            for n, app in enumerate(apps, start=1):
+                stack.cli(f"dialplan add extension {exten},{n},{app} into {context} replace")
     for kind, base in BASELINES.items():
         context = f"{BASELINE_CONTEXT}-{kind}"
         for n, app in enumerate(base.apps, start=1):

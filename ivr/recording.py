@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ivr import recording_timeline
+from ivr.model import CallRecord
 from ivr.recordings.files import sha256_of
 from ivr.recordings.service_archive import ArchiveService, Mix, Sources, archived_file
 from ivr.service import CallService
@@ -124,8 +125,9 @@ class RecordingFinaliser:
                       call_id, path, f"timeline not rebuilt: {err}")
             return None
 
-    async def pending_announcements(self, call_id: str,
-                                    zero: float | None) -> list[tuple[str, float, float]]:
+    async def pending_announcements(self, call_id: str, zero: float | None,
+                                    record: CallRecord | None = None,
+                                    ) -> list[tuple[str, float, float]]:
         """(prompt, epoch, offset in the recording) of each announcement the caller heard
         that Asterisk did not record (Dial's talk-limit warning: its sound reaches the
         caller through the member's Local channel and is missing from the caller's
@@ -133,8 +135,9 @@ class RecordingFinaliser:
         epoch clock (None: the call's start)."""
         if self.prompts_dir is None:
             return []
-        record = await self.calls.get(call_id)
         if zero is None:
+            if record is None:
+                record = await self.calls.get(call_id)
             zero = record.started_at if record is not None else None
         if zero is None:
             return []
@@ -202,12 +205,13 @@ class RecordingFinaliser:
         assert self.archive is not None
         timeline = None
         pending: list[tuple[str, float, float]] = []
+        record = await self.calls.get(call_id)
         if build:
             if not await self.wait_settled(call_id, sources.stereo, deadline):
                 return None
             timeline = await self.settled_timeline(call_id, sources.mono, deadline)
             pending = await self.pending_announcements(
-                call_id, timeline.answered_at if timeline is not None else None)
+                call_id, timeline.answered_at if timeline is not None else None, record)
         mixes = []
         for prompt, _at, offset in pending:
             wav = (self.prompts_dir or Path()) / f"{prompt}.wav"
@@ -217,7 +221,7 @@ class RecordingFinaliser:
                 log.error("event=recording_problem call_id=%s path=%s problem=%s", call_id,
                           path, f"announcement {prompt} not mixed in: no {wav}")
         row = await self.archive.archive_call(call_id, path, origin=origin, timeline=timeline,
-                                              mixes=tuple(mixes))
+                                              mixes=tuple(mixes), record=record)
         if row is None:
             await self.calls.recording_missing(call_id, str(path), "no audio to archive")
             return None

@@ -90,7 +90,8 @@ class AgiServer:
             self._sessions.discard(task)
             writer.close()
             try:
-                await asyncio.wait_for(writer.wait_closed(), 2)
+                async with asyncio.timeout(2):
+                    await writer.wait_closed()
             except (TimeoutError, ConnectionError):
                 pass
 

@@ -186,12 +186,14 @@ class ArchiveService:
     async def archive_call(self, call_id: str, recording: Path, *,
                            origin: str = "finaliser",
                            timeline: recording_timeline.Timeline | None = None,
-                           mixes: tuple[Mix, ...] = ()) -> RecordingRow | None:
+                           mixes: tuple[Mix, ...] = (),
+                           record: CallRecord | None = None) -> RecordingRow | None:
         """The call's own recording (`<stem>-stereo.raw`, or the wall-clock recorder's
         `timeline`, or older legs) becomes its archive, with `mixes` put into what was
         heard. An outbound call's recording is the operator's channel: the far end goes
-        left."""
-        record = await self.calls.get(call_id)
+        left. record: the call's record when the caller has just read it."""
+        if record is None:
+            record = await self.calls.get(call_id)
         swap = record is not None and record.direction == "outbound"
         row = await self._archive(call_id, Kind.CALL, Sources.of(recording), record,
                                   swap=swap, origin=origin, timeline=timeline, mixes=mixes)
@@ -224,7 +226,9 @@ class ArchiveService:
             return None
         facts, mixed = built.facts, built.mixed
         rel = self.relative(facts.path)
-        row = await self.index.by_path(rel)
+        # A fresh build had no file on disk, so no row can point at it yet (a crash after
+        # the file and before its row leaves the file: measured, not built, on the re-run).
+        row = None if built.left is not None else await self.index.by_path(rel)
         if row is None:
             analysis = None
             if built.left is not None and built.right is not None:
@@ -291,6 +295,9 @@ class ArchiveService:
             # Another node (shared folder) indexed the same file a moment ago.
             log.info("event=recording_index_race call_id=%s path=%s", call_id, rel)
             return None
+        # Read back, not taken from RETURNING: the chain entry hashes the values as a
+        # select gives them, which is what verify reads (SQLite's RETURNING gives 4 for a
+        # float column's 4.0, measured).
         row = await self.index.get(rid)
         assert row is not None
         return await self.chain_row(row)
@@ -300,9 +307,8 @@ class ArchiveService:
         entry = chain.final_entry({**row.as_dict(), "recording_id": row.id})
         link = await self.chain.append(kind="final", recording_id=row.id, call_id=row.call_id,
                                        entry=entry)
-        await self.index.update(row.id, chain_seq=link.seq)
-        final = await self.index.get(row.id)
-        assert final is not None
+        # (The final row is not hashed: RETURNING's values are good enough here.)
+        final = await self.index.update_row(row.id, chain_seq=link.seq)
         for hook in list(self.on_final):
             try:
                 hook(final)

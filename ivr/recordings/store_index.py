@@ -119,6 +119,16 @@ class RecordingIndex:
                                         .returning(recordings.c.id))
             return int(result.scalar_one())
 
+    async def update_row(self, recording_id: int, **values: Any) -> RecordingRow:
+        """update(), returning the row in one round trip (RETURNING's values may differ in
+        type from a select's, e.g. 4 for 4.0 on SQLite: never hash them)."""
+        values["updated_at"] = self.clock()
+        async with write_transaction(self.db.engine) as conn:
+            result = await conn.execute(sa.update(recordings)
+                                        .where(recordings.c.id == recording_id)
+                                        .values(**_to_db(values)).returning(*recordings.c))
+            return row_from_db(result.one())
+
     async def update(self, recording_id: int, **values: Any) -> None:
         values["updated_at"] = self.clock()
         async with write_transaction(self.db.engine) as conn:
