@@ -74,6 +74,12 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
     folder for a py-spy profile of the controller (server runs only)."""
     if kind != "server":
         install_baseline(stack)
+        # ChanSpy's r() makes no folders (MixMonitor does): the spy-only variant needs it.
+        rec_root = stack.data / "recordings"
+        folder = rec_root / BASELINE_FOLDER
+        folder.mkdir(exist_ok=True)
+        owner = rec_root.stat()
+        os.chown(folder, owner.st_uid, owner.st_gid)
     asterisk_quiet(stack)
     ast = asterisk_pid(stack.asterisk.pid)
     ctl = stack.controller.pid

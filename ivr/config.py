@@ -165,7 +165,7 @@ class RecordingConfig(_Section):
     # A second recorder per call (a ChanSpy channel on its own 20 ms clock) that keeps the
     # wall-clock timeline when neither side sends RTP (silence suppression on both phones,
     # hold without music): MixMonitor's file then lacks that time. Costs Asterisk about a
-    # quarter more CPU per call (bench/load.py --kinds baseline,baseline-rec).
+    # third more CPU per call (bench/load.py --kinds baseline,baseline-rec).
     timeline: bool = False
     # The archived stereo file (caller left, operator/IVR right): flac is lossless and about
     # half the size of wav (README "Storage"); both through libsndfile (soundfile).
