@@ -24,6 +24,10 @@ log = logging.getLogger("ivr.recording")
 RAW_QUIET_S = 1.5
 
 
+def _problem(call_id: str, path: Path, problem: str) -> None:
+    log.error("event=recording_problem call_id=%s path=%s problem=%s", call_id, path, problem)
+
+
 @dataclass(frozen=True)
 class RecordingFacts:
     duration: float
@@ -95,21 +99,16 @@ class RecordingFinaliser:
         """The wall-clock recorder's file of the recording (see ivr.recording_timeline),
         once it has stopped writing; None when there is none or it is still written at the
         deadline."""
-        loop = asyncio.get_running_loop()
         raw = await asyncio.to_thread(recording_timeline.find_timeline, path)
         if raw is None:
             return None
-        while not await asyncio.to_thread(recording_timeline.is_settled, raw):
-            if loop.time() > deadline:
-                log.error("event=recording_problem call_id=%s path=%s problem=%s",
-                          call_id, raw, "recorder still writing")
-                return None
-            await asyncio.sleep(0.2)
+        if not await self._settled(raw, deadline, recording_timeline.QUIET_SECONDS):
+            _problem(call_id, raw, "recorder still writing")
+            return None
         try:
             return await asyncio.to_thread(recording_timeline.read_timeline, raw)
         except (OSError, ValueError) as err:
-            log.error("event=recording_problem call_id=%s path=%s problem=%s",
-                      call_id, raw, f"timeline not usable: {err}")
+            _problem(call_id, raw, f"timeline not usable: {err}")
             return None
 
     async def rebuild_timeline(self, call_id: str, path: Path,
@@ -121,8 +120,7 @@ class RecordingFinaliser:
         try:
             return await asyncio.to_thread(recording_timeline.rebuild, path)
         except (OSError, ValueError) as err:
-            log.error("event=recording_problem call_id=%s path=%s problem=%s",
-                      call_id, path, f"timeline not rebuilt: {err}")
+            _problem(call_id, path, f"timeline not rebuilt: {err}")
             return None
 
     async def pending_announcements(self, call_id: str, zero: float | None,
@@ -162,16 +160,14 @@ class RecordingFinaliser:
                 if await asyncio.to_thread(recording_timeline.mix_in, path, wav, offset):
                     await self.calls.announcement_mixed(call_id, prompt, at, offset)
             except (OSError, ValueError) as err:
-                log.error("event=recording_problem call_id=%s path=%s problem=%s",
-                          call_id, path, f"announcement {prompt} not mixed in: {err}")
+                _problem(call_id, path, f"announcement {prompt} not mixed in: {err}")
 
     async def wait_closed(self, call_id: str, path: Path, deadline: float) -> bool:
         while not await asyncio.to_thread(wav_closed, path):
             if asyncio.get_running_loop().time() > deadline:
                 exists = await asyncio.to_thread(path.exists)
                 problem = "not closed by Asterisk in time" if exists else "missing"
-                log.error("event=recording_problem call_id=%s path=%s problem=%s",
-                          call_id, path, problem)
+                _problem(call_id, path, problem)
                 await self.calls.recording_missing(call_id, str(path), problem)
                 return False
             await asyncio.sleep(0.2)
@@ -218,8 +214,7 @@ class RecordingFinaliser:
             if await asyncio.to_thread(wav.is_file):
                 mixes.append(Mix(wav, offset))
             else:
-                log.error("event=recording_problem call_id=%s path=%s problem=%s", call_id,
-                          path, f"announcement {prompt} not mixed in: no {wav}")
+                _problem(call_id, path, f"announcement {prompt} not mixed in: no {wav}")
         row = await self.archive.archive_call(call_id, path, origin=origin, timeline=timeline,
                                               mixes=tuple(mixes), record=record)
         if row is None:
@@ -234,12 +229,17 @@ class RecordingFinaliser:
         """A raw file has no header to say it is closed: it is once it stopped changing
         after the hang-up (MixMonitor flushes a running one every ~1 s and closes it as the
         channel goes)."""
-        while not await asyncio.to_thread(recording_timeline.is_settled, path,
-                                          quiet=RAW_QUIET_S):
+        if await self._settled(path, deadline, RAW_QUIET_S):
+            return True
+        _problem(call_id, path, "still written")
+        await self.calls.recording_missing(call_id, str(path), "still written")
+        return False
+
+    @staticmethod
+    async def _settled(path: Path, deadline: float, quiet: float) -> bool:
+        """Until `path` has not changed for `quiet` s; False at the deadline."""
+        while not await asyncio.to_thread(recording_timeline.is_settled, path, quiet=quiet):
             if asyncio.get_running_loop().time() > deadline:
-                log.error("event=recording_problem call_id=%s path=%s problem=%s",
-                          call_id, path, "still written")
-                await self.calls.recording_missing(call_id, str(path), "still written")
                 return False
             await asyncio.sleep(0.2)
         return True

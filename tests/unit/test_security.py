@@ -256,3 +256,23 @@ def test_reload_by_the_controllers_own_user_keeps_files_private(tmp_path):
         assert (config.asterisk_dir / "run").stat().st_uid == account.uid
     finally:
         shutil.rmtree(base)
+
+
+def test_one_recorder_unless_the_wall_clock_one_is_asked_for(tmp_path):
+    """[ivr-record] starts MixMonitor's interleaved stereo; the ChanSpy recorder only runs
+    with [recording] timeline = true (a global the dialplan tests)."""
+    etc = rendered(tmp_path, "")
+    text = (etc / "extensions.conf").read_text()
+    record = text.split("\n[ivr-record]\n")[1].split("\n[")[0]
+    assert "MixMonitor(${IVR_RECORDING}-stereo.raw,D)" in record
+    assert "GotoIf($[0${IVR_REC_WALLCLOCK}]?:done)" in record
+    assert re.search(r"^IVR_REC_WALLCLOCK = 0$", text, re.M)
+    (tmp_path / "t").mkdir()
+    with_timeline = rendered(tmp_path / "t", "[recording]\ntimeline = true\n")
+    assert re.search(r"^IVR_REC_WALLCLOCK = 1$",
+                     (with_timeline / "extensions.conf").read_text(), re.M)
+    # The watchdog and the recorder's sink wait without a silence generator.
+    for context in ("ivr-recorder-sink", "ivr-cap"):
+        body = text.split(f"\n[{context}]\n")[1].split("\n[")[0]
+        lines = [x for x in body.splitlines() if not x.strip().startswith(";")]
+        assert not any("Wait(" in x for x in lines), context
