@@ -131,8 +131,9 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
     waited = runqueue_wait(ctl) - waited0
     sampler.stop()
     greeting = prompt_seconds(stack, "welcome")
-    rtp = figures.rtp_figures(calls_seen, capture.packets,
-                              stack.data / "prompts" / "ja" / "notice.wav", greeting)
+    prompts = stack.data / "prompts" / "ja"
+    rtp = figures.rtp_figures(calls_seen, capture.packets, prompts / "notice.wav", greeting,
+                              prompts / "welcome.wav")
     completed = sum(c.completed for c in calls_seen.values())
     failures: dict[str, int] = {}
     for c in calls_seen.values():
@@ -161,7 +162,9 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
                        "asyncio_tasks_peak": max(sampler.tasks, default=None),
                        "agi_round_trip": figures.agi_round_trips(
                            metrics_before, metrics_text(stack.ports["web"]))},
+        # The greeting's first sound (by correlation), and the first RTP packet of any kind.
         "first_audio_ms": figures.quantiles(rtp.first_audio, 1000),
+        "first_packet_ms": figures.quantiles(rtp.first_packet, 1000),
         "notice_first_packet_ms": figures.quantiles(rtp.notice_at, 1000),
         # The same, less the greeting's length: what the server adds on its way to the notice.
         "notice_after_greeting_ms": figures.quantiles([t - greeting for t in rtp.notice_at],

@@ -116,27 +116,48 @@ class RtpFigures:
     gaps: list[float] = field(default_factory=list)
     expected: int = 0
     received: int = 0
-    first_audio: list[float] = field(default_factory=list)  # s after the 200 OK
+    # s after the 200 OK: the greeting's first sound, found by correlation (a silence
+    # generator's packets before it are no audio), and the first RTP packet of any kind.
+    first_audio: list[float] = field(default_factory=list)
+    first_packet: list[float] = field(default_factory=list)
     notice_at: list[float] = field(default_factory=list)  # s after the 200 OK
     notice_missed: int = 0
     no_rtp: int = 0
 
 
-def _notice_template(path: Path) -> np.ndarray:
-    """The notice's first second of sound (its leading silence would match any silence)."""
+def _notice_template(path: Path) -> tuple[np.ndarray, float]:
+    """A prompt's first second of sound (its leading silence would match any silence), and
+    where that sound starts in the prompt (s)."""
     samples = read_mono(path).astype(np.float64) / 32768.0
     loud = np.flatnonzero(np.abs(samples) > 0.02)
     start = int(loud[0]) if loud.size else 0
     return samples[start:start + RATE], start / RATE
 
 
+def _sound_at(window: list[Packet], template: np.ndarray, lead: float) -> Packet | None:
+    """The packet that carried the first sample of the prompt whose first second of sound
+    is `template` (`lead` s into the prompt), found by correlation; None if not there."""
+    pcm = np.concatenate([alaw_decode(p.payload) for p in window]) if window else []
+    if len(pcm) < len(template):
+        return None
+    match = find(pcm, template)
+    if match.peak < 0.6:
+        return None
+    sample = max(0, round((match.start - lead) * RATE))
+    return window[min(len(window) - 1, sample // 160)]
+
+
 def rtp_figures(calls: dict[str, Call], packets: dict[int, list[Packet]],
-                notice_wav: Path, notice_due: float) -> RtpFigures:
+                notice_wav: Path, notice_due: float,
+                greeting_wav: Path | None = None) -> RtpFigures:
     """notice_due: seconds after the answer the notice is expected (the greeting's length):
     the search for it covers the audio up to 10 s past that (under load the server was
-    measured seconds late: a narrower window loses exactly the slowest calls)."""
+    measured seconds late: a narrower window loses exactly the slowest calls).
+    greeting_wav: the first prompt; its first sound is the first audio (without it, the
+    first packet is)."""
     out = RtpFigures()
     template, lead = _notice_template(notice_wav)
+    greeting = _notice_template(greeting_wav) if greeting_wav is not None else None
     for call in calls.values():
         if call.ok is None:
             continue
@@ -155,21 +176,22 @@ def rtp_figures(calls: dict[str, Call], packets: dict[int, list[Packet]],
             unwrapped = np.cumsum(np.concatenate(([0], (np.diff(seqs) + 32768) % 65536 - 32768)))
             out.expected += int(unwrapped.max() - unwrapped.min() + 1)
             out.received += len(seqs)
-        out.first_audio.append(audio[0].at - call.ok)
+        out.first_packet.append(audio[0].at - call.ok)
+        if greeting is None:
+            out.first_audio.append(audio[0].at - call.ok)
+        else:
+            early = [p for p in audio if p.at <= call.ok + 10.0]
+            found = _sound_at(early, *greeting)
+            if found is not None:
+                out.first_audio.append(found.at - call.ok)
         # Payloads in arrival order: where the notice's first second of sound is, in packets.
-        window = [p for p in audio if p.at <= call.ok + notice_due + 10.0]
-        pcm = np.concatenate([alaw_decode(p.payload) for p in window]) if window else []
         # No audio by then (the first packet came seconds late): counted as not found.
-        if len(pcm) < len(template):
+        window = [p for p in audio if p.at <= call.ok + notice_due + 10.0]
+        at = _sound_at(window, template, lead)
+        if at is None:
             out.notice_missed += 1
             continue
-        match = find(pcm, template)
-        if match.peak < 0.6:
-            out.notice_missed += 1
-            continue
-        sample = max(0, round((match.start - lead) * RATE))
-        index = min(len(window) - 1, sample // 160)
-        out.notice_at.append(window[index].at - call.ok)
+        out.notice_at.append(at.at - call.ok)
     return out
 
 
