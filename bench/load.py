@@ -2,22 +2,26 @@
 
     make bench                                  # 100 concurrent, 2 baseline/server pairs
     .venv/bin/python -m bench.load [--concurrency 100] [--calls 200] [--rate 10] [--talk 10]
-                                   [--pairs 2] [--knee [--knee-steps 100,150,200,250]]
+                                   [--pairs 2] [--kinds baseline,server] [--profile]
+                                   [--knee [--knee-steps 100,150,200,250]]
 
 As root, after `make setup`. Starts Asterisk 22 and `ivr run` in a folder of their own
-(bench/load_stack.py), then alternates runs: baseline (the same journey as plain dialplan,
-no controller), server, baseline, server... Each run is one SIPp placing --calls calls (at
-most --concurrency at once, --rate new ones a second) to the example's 'other' entry
-(greeting, notice, support desk), with continuous 20 ms RTP, answered by SIPp operators,
-talking --talk seconds, the caller hanging up. Figures per run (bench/load_figures.py):
-calls completed and why not, the notice's first audio at the caller, RTP gaps and loss at
-the caller, CPU-seconds per call of Asterisk and the controller (from /proc), the
-controller's memory, descriptors, asyncio tasks and FastAGI round-trips, and every call's
-recording checked from its file. --knee then steps the concurrency up (server runs only)
-until a call fails, a recording is incomplete or the RTP gap p99 passes 60 ms.
+(bench/load_stack.py), then repeats a cycle of runs (--kinds): baseline (the same journey as
+plain dialplan, no controller), server, baseline, server... (baseline variants price one way
+of recording or one piece of the server's dialplan each: bench/load_stack.py). Each run is
+one SIPp placing --calls calls (at most --concurrency at once, --rate new ones a second) to
+the example's 'other' entry (greeting, notice, support desk), with continuous 20 ms RTP,
+answered by SIPp operators, talking --talk seconds, the caller hanging up. Figures per run
+(bench/load_figures.py): calls completed and why not, the greeting's and the notice's first
+sound at the caller (by correlation), RTP gaps and loss at the caller, CPU-seconds per call
+of Asterisk and the controller (from /proc), the controller's memory, descriptors, asyncio
+tasks and FastAGI round-trips, and every call's recording checked from its file. --knee then
+steps the concurrency up (server runs only) until a call fails, a recording is incomplete or
+the RTP gap p99 passes 60 ms.
 
-Writes bench/results/load-<time>.json and .md. Asterisk's own CPU varies ~20 % between
-runs of the same load: read the ratio of each adjacent baseline/server pair, not one run.
+Writes bench/results/load-<time>.json and .md (and with --profile, py-spy's samples of the
+controller per server run in bench/results/profile-<time>/). Asterisk's own CPU varies ~20 %
+between runs of the same load: read the ratio within each cycle, not across runs.
 """
 
 from __future__ import annotations
@@ -266,12 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, help="per run (default: 2 x concurrency)")
     parser.add_argument("--rate", type=float, default=10.0, help="new calls per second")
     parser.add_argument("--talk", type=float, default=10.0, help="seconds with the operator")
-    parser.add_argument("--pairs", type=int, default=2, help="baseline/server pairs")
+    parser.add_argument("--pairs", type=int, default=2,
+                        help="how many times the cycle of --kinds runs")
     parser.add_argument("--kinds", default="baseline,server",
-                        help="the runs of each pair, in order: server and any of "
+                        help="the runs of each cycle, in order: server and any of "
                              + ", ".join(BASELINES) + " (plain dialplan recorded by MixMonitor's "
-                             "legs, + the ChanSpy recorder, ChanSpy alone, MixMonitor's "
-                             "interleaved stereo, no recording)")
+                             "legs; + the ChanSpy recorder; ChanSpy alone; MixMonitor's "
+                             "interleaved stereo; no recording; stereo + the IVR-time "
+                             "watchdog waiting with Wait(); the same with Read())")
     parser.add_argument("--knee", action="store_true", help="then step the load up")
     parser.add_argument("--knee-steps", default="100,150,200,250")
     parser.add_argument("--keep", action="store_true", help="keep the stack's folder")
