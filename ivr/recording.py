@@ -11,6 +11,7 @@ import logging
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ivr import recording_timeline
 from ivr.model import CallRecord
@@ -123,23 +124,23 @@ class RecordingFinaliser:
             _problem(call_id, path, f"timeline not rebuilt: {err}")
             return None
 
-    async def pending_announcements(self, call_id: str, zero: float | None,
-                                    record: CallRecord | None = None,
-                                    ) -> list[tuple[str, float, float]]:
+    async def pending_announcements(
+            self, call_id: str, zero: float | None,
+            known: tuple[CallRecord | None, list[dict[str, Any]]] | None = None,
+    ) -> list[tuple[str, float, float]]:
         """(prompt, epoch, offset in the recording) of each announcement the caller heard
         that Asterisk did not record (Dial's talk-limit warning: its sound reaches the
         caller through the member's Local channel and is missing from the caller's
         recorder, measured) and that is not mixed in yet. zero: the recording's 0 s on the
-        epoch clock (None: the call's start)."""
+        epoch clock (None: the call's start). known: the call's record and events, when the
+        caller has just read them."""
         if self.prompts_dir is None:
             return []
+        record, events = known or await self.calls.get_with_events(call_id)
         if zero is None:
-            if record is None:
-                record = await self.calls.get(call_id)
             zero = record.started_at if record is not None else None
         if zero is None:
             return []
-        events = await self.calls.events(call_id)
         # Once only: a finalisation cut short (controller stopped) runs again at start-up.
         done = {(e["data"] or {}).get("prompt_at") for e in events
                 if e["kind"] == "announcement_mixed"}
@@ -201,13 +202,18 @@ class RecordingFinaliser:
         assert self.archive is not None
         timeline = None
         pending: list[tuple[str, float, float]] = []
-        record = await self.calls.get(call_id)
         if build:
             if not await self.wait_settled(call_id, sources.stereo, deadline):
                 return None
             timeline = await self.settled_timeline(call_id, sources.mono, deadline)
+            # Read once the file has settled: the call's last events (a talk-limit warning
+            # found at AgentComplete) are in by then.
+            record, events = await self.calls.get_with_events(call_id)
             pending = await self.pending_announcements(
-                call_id, timeline.answered_at if timeline is not None else None, record)
+                call_id, timeline.answered_at if timeline is not None else None,
+                (record, events))
+        else:
+            record = await self.calls.get(call_id)
         mixes = []
         for prompt, _at, offset in pending:
             wav = (self.prompts_dir or Path()) / f"{prompt}.wav"

@@ -298,8 +298,7 @@ class CallService:
     async def limit_warning_heard(self, call_id: str, until: float) -> None:
         """If the talk lasted past the warning time, the warning was played at
         connect (app_queue's AgentConnect, Asterisk's time) + limit - warning."""
-        record = await self.store.get(call_id)
-        events = await self.store.events(call_id)
+        record, events = await self.store.get_with_events(call_id)
         if record is None or record.connected_at is None:
             return
         if any(e["kind"] == "announcement"
@@ -366,6 +365,10 @@ class CallService:
 
     async def events(self, call_id: str) -> list[dict[str, Any]]:
         return await self.store.events(call_id)
+
+    async def get_with_events(self, call_id: str,
+                              ) -> tuple[CallRecord | None, list[dict[str, Any]]]:
+        return await self.store.get_with_events(call_id)
 
     async def is_known(self, call_id: str) -> bool:
         return call_id in self.active or await self.store.exists(call_id)

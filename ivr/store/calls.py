@@ -78,6 +78,12 @@ def _columns(values: dict[str, Any]) -> dict[str, Any]:
 # The call path's writes as prepared statements (built and compiled once; the writer runs
 # consecutive ones as one executemany).
 _INSERT_EVENT = sa.insert(call_events)
+# ... and its frequent reads (bound by :call_id_).
+_SELECT_CALL = sa.select(calls).where(calls.c.id == sa.bindparam("call_id_"))
+_CALL_EXISTS = sa.select(calls.c.id).where(calls.c.id == sa.bindparam("call_id_"))
+_SELECT_EVENTS = (sa.select(call_events.c.at, call_events.c.kind, call_events.c.data)
+                  .where(call_events.c.call_id == sa.bindparam("call_id_"))
+                  .order_by(call_events.c.at, call_events.c.id))
 
 
 @functools.lru_cache(maxsize=512)
@@ -90,7 +96,8 @@ def _update_statement(columns: tuple[str, ...], only_if_null: bool) -> sa.Update
 
     return (sa.update(calls).where(calls.c.id == sa.bindparam("call_id_"))
             .values({**{c: value(c) for c in columns},
-                     "updated_at": sa.bindparam("v_updated_at")}))
+                     "updated_at": sa.bindparam("v_updated_at",
+                                                type_=calls.c.updated_at.type)}))
 
 
 def _record(row: sa.Row[Any]) -> CallRecord:
@@ -191,7 +198,7 @@ class CallStore:
                     **_columns(values), updated_at=self._now()
                 )
             )
-            row = (await conn.execute(sa.select(calls).where(calls.c.id == call_id))).one()
+            row = (await conn.execute(_SELECT_CALL, {"call_id_": call_id})).one()
         return _record(row)
 
     # ---- reads (each flushes first) ----
@@ -201,11 +208,25 @@ class CallStore:
             return list(await conn.execute(query))
 
     async def get(self, call_id: str) -> CallRecord | None:
-        rows = await self._rows(sa.select(calls).where(calls.c.id == call_id))
-        return _record(rows[0]) if rows else None
+        await self.flush()
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(_SELECT_CALL, {"call_id_": call_id})).first()
+        return _record(row) if row is not None else None
+
+    async def get_with_events(self, call_id: str,
+                              ) -> tuple[CallRecord | None, list[dict[str, Any]]]:
+        """get() and events() with one flush and one connection."""
+        await self.flush()
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(_SELECT_CALL, {"call_id_": call_id})).first()
+            if row is None:
+                return None, []
+            return _record(row), await self._events(conn, call_id)
 
     async def exists(self, call_id: str) -> bool:
-        return bool(await self._rows(sa.select(calls.c.id).where(calls.c.id == call_id)))
+        await self.flush()
+        async with self.db.engine.connect() as conn:
+            return (await conn.execute(_CALL_EXISTS, {"call_id_": call_id})).first() is not None
 
     async def recent(self, limit: int = 20) -> list[CallRecord]:
         query = sa.select(calls).order_by(calls.c.started_at.desc(), calls.c.id.desc())
@@ -237,10 +258,7 @@ class CallStore:
 
     @staticmethod
     async def _events(conn: AsyncConnection, call_id: str) -> list[dict[str, Any]]:
-        query = (sa.select(call_events.c.at, call_events.c.kind, call_events.c.data)
-                 .where(call_events.c.call_id == call_id)
-                 .order_by(call_events.c.at, call_events.c.id))
-        return [_event(r) for r in await conn.execute(query)]
+        return [_event(r) for r in await conn.execute(_SELECT_EVENTS, {"call_id_": call_id})]
 
     async def operator_events(self, operator: str | None = None) -> list[dict[str, Any]]:
         query = sa.select(operator_events).order_by(operator_events.c.at, operator_events.c.id)

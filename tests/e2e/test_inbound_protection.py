@@ -117,9 +117,10 @@ def finished(peer: SippPeer, timeout: float = 120) -> None:
 
 
 def record_of(stack: Stack, predicate, what: str) -> dict:
-    """The call's finalised record (outcome and recording hash: the call is over)."""
-    return stack.call_record(lambda c: predicate(c) and c["outcome"] and
-                             (c["recording_sha256"] or not c["recording_path"]),
+    """The call's finalised record (outcome and recording hash: the call is over); never
+    one of the earlier calls seed_calls() put in the store (they look finalised at once)."""
+    return stack.call_record(lambda c: predicate(c) and c["node"] != "seed" and c["outcome"]
+                             and (c["recording_sha256"] or not c["recording_path"]),
                              timeout=90, what=what)
 
 
