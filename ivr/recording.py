@@ -214,21 +214,21 @@ class RecordingFinaliser:
                 (record, events))
         else:
             record = await self.calls.get(call_id)
-        mixes = []
-        for prompt, _at, offset in pending:
+        mixable = []
+        for prompt, at, offset in pending:
             wav = (self.prompts_dir or Path()) / f"{prompt}.wav"
             if await asyncio.to_thread(wav.is_file):
-                mixes.append(Mix(wav, offset))
+                mixable.append((prompt, at, Mix(wav, offset)))
             else:
                 _problem(call_id, path, f"announcement {prompt} not mixed in: no {wav}")
         row = await self.archive.archive_call(call_id, path, origin=origin, timeline=timeline,
-                                              mixes=tuple(mixes), record=record)
+                                              mixes=tuple(m for _p, _a, m in mixable),
+                                              record=record)
         if row is None:
             await self.calls.recording_missing(call_id, str(path), "no audio to archive")
             return None
-        for prompt, at, offset in pending:
-            if any(m.offset == offset for m in mixes):
-                await self.calls.announcement_mixed(call_id, prompt, at, offset)
+        for prompt, at, mix in mixable:
+            await self.calls.announcement_mixed(call_id, prompt, at, mix.offset)
         return RecordingFacts(duration=row.duration or 0.0, sha256=row.sha256 or "")
 
     async def wait_settled(self, call_id: str, path: Path, deadline: float) -> bool:

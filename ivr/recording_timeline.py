@@ -157,21 +157,16 @@ def mix_into(track: np.ndarray, prompt: Path, offset: float) -> np.ndarray:
 def mix_in(recording: Path, prompt: Path, offset: float) -> bool:
     """Add a prompt the caller heard at `offset` seconds into the recording (the mixed file
     and the -tx leg, what the caller heard), saturating; False when it falls outside."""
-    sound = _read_mono(prompt)
-    start = round(offset * RATE)
-    if start < 0:
-        return False
     stem = recording.name.removesuffix(".wav")
     done = False
     for path in (recording, recording.with_name(f"{stem}-tx.wav")):
         if not path.exists():
             continue
-        track = _read_mono(path).copy()
-        if start >= len(track):
+        track = _read_mono(path)
+        mixed = mix_into(track, prompt, offset)
+        if mixed is track:
             continue
-        end = min(len(track), start + len(sound))
-        track[start:end] = mix(track[start:end], sound[: end - start])
-        _write_wav(path, track)
+        _write_wav(path, mixed)
         done = True
     if done:
         log.info("event=announcement_mixed path=%s prompt=%s offset=%.3f",

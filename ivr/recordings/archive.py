@@ -133,15 +133,21 @@ def channels(path: Path) -> int:
         return 0
 
 
-def facts(path: Path) -> ArchiveFacts:
-    """Measure an archive file: size, sha256, length, per-side coverage (blocking)."""
-    left, right, rate = read_sides(path)
+def _facts(path: Path, fmt: str, left: np.ndarray, right: np.ndarray,
+           rate: int = RATE) -> ArchiveFacts:
+    """An archive file's facts: size and sha256 from the file, length and per-side coverage
+    from its samples (blocking)."""
     size, sha = sha256_of(path)
-    fmt = path.suffix.lstrip(".").lower()
     return ArchiveFacts(path=path, format=fmt, size=size, sha256=sha,
                         duration=len(left) / rate if rate else 0.0,
                         caller_audio=round(coverage(left, rate), 4),
                         other_audio=round(coverage(right, rate), 4))
+
+
+def facts(path: Path) -> ArchiveFacts:
+    """Measure an archive file: size, sha256, length, per-side coverage (blocking)."""
+    left, right, rate = read_sides(path)
+    return _facts(path, path.suffix.lstrip(".").lower(), left, right, rate)
 
 
 def build(path: Path, left: np.ndarray, right: np.ndarray, fmt: str) -> ArchiveFacts:
@@ -149,9 +155,5 @@ def build(path: Path, left: np.ndarray, right: np.ndarray, fmt: str) -> ArchiveF
     come from the samples written (the format is lossless), size and sha256 from the file
     on disk."""
     write_atomic(path, left, right, fmt)
-    size, sha = sha256_of(path)
     both = stereo(left, right)  # as written: the shorter side padded
-    return ArchiveFacts(path=path, format=fmt, size=size, sha256=sha,
-                        duration=len(both) / RATE,
-                        caller_audio=round(coverage(both[:, 0]), 4),
-                        other_audio=round(coverage(both[:, 1]), 4))
+    return _facts(path, fmt, both[:, 0], both[:, 1])

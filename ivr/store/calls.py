@@ -202,16 +202,15 @@ class CallStore:
         return _record(row)
 
     # ---- reads (each flushes first) ----
-    async def _rows(self, query: sa.Select[Any]) -> list[sa.Row[Any]]:
+    async def _rows(self, query: sa.Select[Any],
+                    params: dict[str, Any] | None = None) -> list[sa.Row[Any]]:
         await self.flush()
         async with self.db.engine.connect() as conn:
-            return list(await conn.execute(query))
+            return list(await conn.execute(query, params))
 
     async def get(self, call_id: str) -> CallRecord | None:
-        await self.flush()
-        async with self.db.engine.connect() as conn:
-            row = (await conn.execute(_SELECT_CALL, {"call_id_": call_id})).first()
-        return _record(row) if row is not None else None
+        rows = await self._rows(_SELECT_CALL, {"call_id_": call_id})
+        return _record(rows[0]) if rows else None
 
     async def get_with_events(self, call_id: str,
                               ) -> tuple[CallRecord | None, list[dict[str, Any]]]:
@@ -224,9 +223,7 @@ class CallStore:
             return _record(row), await self._events(conn, call_id)
 
     async def exists(self, call_id: str) -> bool:
-        await self.flush()
-        async with self.db.engine.connect() as conn:
-            return (await conn.execute(_CALL_EXISTS, {"call_id_": call_id})).first() is not None
+        return bool(await self._rows(_CALL_EXISTS, {"call_id_": call_id}))
 
     async def recent(self, limit: int = 20) -> list[CallRecord]:
         query = sa.select(calls).order_by(calls.c.started_at.desc(), calls.c.id.desc())
