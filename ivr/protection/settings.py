@@ -16,13 +16,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ivr.live.settings import LiveSettings
 from ivr.protection.settings_features import FeatureSettings
 from ivr.protection.settings_inbound import InboundSettings
 from ivr.protection.settings_limits import LimitSettings
 from ivr.protection.settings_outbound import OutboundSettings
 from ivr.yaml_lines import LocatedYaml, YamlFileError, read_yaml_mapping
 
-SECTIONS = ("numbers", "inbound", "outbound", "limits", "features")
+SECTIONS = ("numbers", "inbound", "outbound", "limits", "features", "live")
 
 
 class SettingsError(ValueError):
@@ -48,6 +49,7 @@ class ProtectionSettings(BaseModel):
     outbound: OutboundSettings = OutboundSettings()
     limits: LimitSettings = LimitSettings()
     features: FeatureSettings = FeatureSettings()
+    live: LiveSettings = LiveSettings()
 
     def document(self) -> dict[str, Any]:
         """The JSON document kept in the store and returned by the API."""
@@ -88,7 +90,8 @@ def parse_settings(data: Any, *, desks: set[str] | None = None, entries: set[str
 def _unknown_names(settings: ProtectionSettings, desks: set[str] | None,
                    entries: set[str] | None, operators: set[str] | None) -> list[str]:
     problems: list[str] = []
-    for section in (settings.inbound, settings.outbound, settings.limits, settings.features):
+    for section in (settings.inbound, settings.outbound, settings.limits, settings.features,
+                    settings.live):
         check = getattr(section, "unknown_names", None)
         if check is not None:
             problems += check(desks=desks, entries=entries, operators=operators)

@@ -65,6 +65,16 @@ class _ControllerCollector(Collector):
                      "end_and_refuse_withheld"):
             features.add_metric([name], used.used[name] if used is not None else 0)
         yield features
+        live = getattr(self.c, "live", None)
+        yield GaugeMetricFamily("ivr_live_calls_followed",
+                                "Connected calls whose loudness is being followed",
+                                value=len(live.watches) if live is not None else 0)
+        acted = CounterMetricFamily("ivr_live_protection",
+                                    "Live protection: shouting found and what was done",
+                                    labels=["action"])
+        for name in ("shout", "soften", "warning", "offer_end", "escalate"):
+            acted.add_metric([name], live.counts[name] if live is not None else 0)
+        yield acted
         # For the load bench (bench/load.py): is the loop keeping up, and does it leak tasks.
         # collect() runs in the /metrics handler, on the controller's loop.
         yield GaugeMetricFamily("ivr_asyncio_tasks", "asyncio tasks alive on the event loop",

@@ -245,10 +245,14 @@ def ami_answer(text: str, action_id: str) -> str:
     return ""
 
 
-def test_ami_user_may_not_command_originate_or_restart(stack):
+def test_ami_user_may_not_command_run_programs_or_restart(stack):
+    """The controller may originate (live protection's whispers, a supervisor's listen-in)
+    but not run a program through it: Asterisk wants the `system` class for Originate of
+    System/Exec/Eval-like applications, which this user does not have."""
     text = ami_session(stack, [
         "Action: Command\r\nCommand: core show version",
-        "Action: Originate\r\nChannel: Local/nobody@nowhere\r\nApplication: Wait\r\nData: 1",
+        "Action: Originate\r\nChannel: Local/nobody@nowhere\r\nApplication: System\r\n"
+        "Data: touch /tmp/ivr-ami-system-check",
         "Action: Reload\r\nModule: manager",
         "Action: Ping",
     ])
