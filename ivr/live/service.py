@@ -235,7 +235,7 @@ class LiveProtection:
                 self.counts["offer_end"] += 1
                 ok = bool(watch.member_channel) and await self._whisper(
                     watch, watch.member_channel, "beep", "")
-                await self.calls.feature_event(call_id, "shout_second_stage", kind="offer_end",
+                await self.calls.feature_event(call_id, "shout_second_stage", stage="offer_end",
                                                offset=action.offset, loud_s=action.loud_s,
                                                ok=ok)
             case det.SecondStage(kind="escalate"):
@@ -244,7 +244,7 @@ class LiveProtection:
                 ok = await self._ami(watch, {
                     "Action": "Redirect", "Channel": watch.caller_channel,
                     "Context": "ivr-escalate", "Exten": desk, "Priority": "1"})
-                await self.calls.feature_event(call_id, "shout_second_stage", kind="escalate",
+                await self.calls.feature_event(call_id, "shout_second_stage", stage="escalate",
                                                desk=desk, offset=action.offset,
                                                loud_s=action.loud_s, ok=ok)
 

@@ -20,7 +20,7 @@ import pytest
 
 from ivr.audio.wav import read_wav
 from tests.e2e.conftest import make_stack
-from tests.e2e.recordings import call_recording, noise, trace_times
+from tests.e2e.recordings import call_recording, noise, tone_seconds, trace_times
 from tests.e2e.rtp import alaw_encode, bursts_pcap
 from tests.e2e.rtp_capture import RtpCapture
 from tests.e2e.stack import Stack, intro_seconds
@@ -31,12 +31,15 @@ DID = "0399000000"  # the 'other' entry: greeting, notice, the support desk
 RATE = 8000
 SOFTEN_DB = 12.0
 WARNING_AFTER = 3.0
+SECOND_AFTER = 3.5  # the operator's beep: after 6.5 s of shouting
+BEEP_HZ = 1320.0  # the beep's last, longest tone ([ivr-live-whisper] beep)
 PROTECTION = f"""
 live:
   enabled: true
   soften_db: [{SOFTEN_DB:g}]
   warning_after: {WARNING_AFTER:g}
-  second_stage: none
+  second_stage: offer_end
+  second_after: {SECOND_AFTER:g}
 """
 CALM, LOUD = 0.06, 0.8  # peak levels of the caller's noise (RMS about -36 and -14 dBFS)
 ALERT_WITHIN = 3.0  # s from the loud onset to the alert (the issue's bound)
@@ -154,7 +157,7 @@ def test_shouting_alerted_softened_warned_recorded_as_it_was(stack):
 
     kinds = [e["kind"] for e in record["events"]]
     for kind in ("shout_started", "shout_softened", "shout_warning", "shout_ended",
-                 "announcement"):
+                 "announcement", "shout_second_stage", "shout_beep"):
         assert kind in kinds, kinds
     ended = next(e for e in record["events"] if e["kind"] == "shout_ended")
     assert ended["data"]["restored"] is True
@@ -165,7 +168,9 @@ def test_shouting_alerted_softened_warned_recorded_as_it_was(stack):
     pcm, times = at_phones[record["operator"]].samples()
     calm_db, loud_db = rms_db(calm[:8 * RATE]), rms_db(loud)
     before = level_between(pcm, times, onset - 4.0, onset - 0.5)
-    softened = level_between(pcm, times, onset + ALERT_WITHIN + 1.0, loud_end - 0.5)
+    # (From the step, taken within the alert time, to the beep, which comes later.)
+    softened = level_between(pcm, times, onset + ALERT_WITHIN + 1.0,
+                             onset + WARNING_AFTER + SECOND_AFTER)
     after = level_between(pcm, times, loud_end + 6.0, sip["bye"] - 0.5)
     print(f"LIVE operator heard calm {before:.1f} (sent {calm_db:.1f}), shouting "
           f"{softened:.1f} (sent {loud_db:.1f}, step {SOFTEN_DB:g}), after {after:.1f} dBFS")
@@ -196,6 +201,14 @@ def test_shouting_alerted_softened_warned_recorded_as_it_was(stack):
         find_in_pieces(pcm, prompt, 0.8)
     in_archive, _peak, _missed = find_in_pieces(recording.right.samples, prompt, 0.8)
     assert abs(sip["ok"] + in_archive - warned_at) <= 0.5, (in_archive, warned_at - sip["ok"])
+
+    # The second stage: the beep reached the operator, not the caller.
+    chosen = (times >= onset + WARNING_AFTER + SECOND_AFTER) & (times < loud_end + 4.0)
+    beep_at_operator = tone_seconds(pcm[chosen], BEEP_HZ)
+    beep_at_caller = tone_seconds(caller_pcm[caller_times >= onset], BEEP_HZ)
+    print(f"LIVE beep {beep_at_operator:.1f} s at the operator, {beep_at_caller:.1f} s at "
+          "the caller")
+    assert beep_at_operator >= 0.3 and beep_at_caller == 0.0
 
     # A calm call raises nothing.
     calm_record = stack.call_record(
