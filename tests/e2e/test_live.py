@@ -10,20 +10,18 @@ the archive's samples.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-import tomllib
 
 import numpy as np
 import pytest
 
 from ivr.audio.wav import read_wav
+from tests.e2e.ami_tap import AmiTap
 from tests.e2e.conftest import make_stack
 from tests.e2e.recordings import call_recording, noise, tone_seconds, trace_times
 from tests.e2e.rtp import alaw_encode, bursts_pcap
 from tests.e2e.rtp_capture import RtpCapture
-from tests.e2e.stack import Stack, intro_seconds
+from tests.e2e.stack import intro_seconds
 from tests.e2e.xcorr import find_in_pieces
 
 OPERATORS = ["op1001", "op1002"]  # both calls are answered at once
@@ -61,43 +59,6 @@ def stack(tmp_path_factory, prompt_cache):
         stack.operator(operator, pcap=lambda p: bursts_pcap(p, [(0.0, alaw_encode(quiet))]))
     yield stack
     stack.close()
-
-
-class AmiTap:
-    """Asterisk's IvrShout events, with Asterisk's own timestamps, on a login of our own."""
-
-    def __init__(self, stack: Stack):
-        secret = tomllib.loads((stack.data / "secrets.toml").read_text())["ami_secret"]
-        self.sock = socket.create_connection(("127.0.0.1", stack.ports["ami"]), timeout=5)
-        self.sock.recv(100)
-        self.sock.sendall(f"Action: Login\r\nUsername: ivr\r\nSecret: {secret}\r\n\r\n".encode())
-        self.sock.settimeout(0.5)
-        self.events: list[dict[str, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        buffer = b""
-        while not self._stop.is_set():
-            try:
-                chunk = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            if not chunk:
-                return
-            buffer += chunk
-            *blocks, buffer = buffer.split(b"\r\n\r\n")
-            for block in blocks:
-                fields = dict(line.split(": ", 1) for line in block.decode().split("\r\n")
-                              if ": " in line)
-                if fields.get("UserEvent") == "IvrShout":
-                    self.events.append(fields)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
 
 
 def media_port(peer) -> int:
