@@ -100,15 +100,15 @@ def test_triggers_in_order_and_the_operators_who_were_on_the_call():
 
 def test_settings_section_is_validated_and_served():
     assert "cooldown" in SECTIONS
-    with pytest.raises(SettingsError, match="cooldown.after"):
+    with pytest.raises(SettingsError, match=r"cooldown\.after"):
         parse_settings({"cooldown": {"after": ["shouting"]}})
-    with pytest.raises(SettingsError, match="cooldown.seconds"):
+    with pytest.raises(SettingsError, match=r"cooldown\.seconds"):
         parse_settings({"cooldown": {"seconds": -1}})
-    with pytest.raises(SettingsError, match="cooldown.seconds"):
+    with pytest.raises(SettingsError, match=r"cooldown\.seconds"):
         parse_settings({"cooldown": {"seconds": 7200}})
-    with pytest.raises(SettingsError, match="cooldown.desks.nowhere"):
+    with pytest.raises(SettingsError, match=r"cooldown\.desks\.nowhere"):
         parse_settings({"cooldown": {"desks": {"nowhere": {"seconds": 5}}}}, desks={"support"})
-    with pytest.raises(SettingsError, match="cooldown.desks.support.secs"):
+    with pytest.raises(SettingsError, match=r"cooldown\.desks\.support\.secs"):
         parse_settings({"cooldown": {"desks": {"support": {"secs": 5}}}})
     doc = parse_settings({"cooldown": {"seconds": 3, "after": ["limited"]}}).document()
     assert doc["cooldown"] == {"seconds": 3.0, "after": ["limited"], "desks": {}}
