@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -96,7 +97,8 @@ class CooldownService:
             return None
         now = self.clock()
         start = (record.ended_at or now) if final else now
-        until = start + cooldown.seconds
+        # Whole seconds, rounded up: the end as the pause reason carries it.
+        until = float(math.ceil(start + cooldown.seconds))
         if until <= now:  # learnt of the call too late (the controller was down)
             log.info("event=cooldown_skipped call_id=%s reason=over_already until=%.0f",
                      call_id, until)
@@ -112,7 +114,7 @@ class CooldownService:
                 continue
             await self.calls.feature_event(
                 call_id, "cooldown_started", operator=operator, seconds=cooldown.seconds,
-                until=round(until, 3), triggers=list(cooldown.triggers), desks=desks)
+                until=until, triggers=list(cooldown.triggers), desks=desks)
             self.started[cooldown.triggers[0]] += 1
         self._wake_at(until)
         return cooldown
@@ -140,7 +142,7 @@ class CooldownService:
                                  "reason=paused_already paused_reason=%r", operator, desk,
                                  member.get("PausedReason", ""))
                         continue
-                    if held[0] >= int(-(-until // 1)):
+                    if held[0] >= until:
                         paused.append(desk)
                         continue
                 response = await self.action({

@@ -5,6 +5,8 @@ kept, the sweep lifting only expired cool-downs, nothing raised into the call pa
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -345,3 +347,19 @@ async def test_the_periodic_sweep_runs_at_start():
         await asyncio.sleep(0.02)
     await cool.stop()
     assert queues.members[("support", local("op1001"))]["Paused"] == "0"
+
+
+async def test_lifted_at_its_end_without_waiting_for_the_periodic_sweep():
+    queues = FakeQueues({("support", local("op1001")): {"Paused": "0"}})
+    now = time.time()
+    calls = FakeCalls(record(ended_at=now), HARD)
+    cool = CooldownService(queues.action, calls, lambda: settings(seconds=1), ["op1001"],
+                           sweep_every=3600)  # the real clock
+    await cool.apply(calls.rec.id, final=True)
+    until = parse_reason(queues.members[("support", local("op1001"))]["PausedReason"])[0]
+    assert until == math.ceil(now + 1)
+    while queues.members[("support", local("op1001"))]["Paused"] == "1":
+        assert time.time() < until + 1.0, "not lifted at its end"
+        await asyncio.sleep(0.02)
+    assert until <= time.time() < until + 0.5
+    await cool.stop()
