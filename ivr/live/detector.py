@@ -165,7 +165,7 @@ class ShoutDetector:
         loud_s = self.call_loud * WINDOW_S
         rule = self.rule
         if self.warned_at_loud is None:
-            if rule.warning_after is not None and loud_s >= rule.warning_after - 1e-9:
+            if rule.warning and loud_s >= rule.warning_after - 1e-9:
                 self.warned_at_loud = self.call_loud
                 return [Warn(round(offset, 3), round(loud_s, 1))]
             return []

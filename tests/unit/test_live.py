@@ -96,7 +96,7 @@ def test_warning_once_per_call_second_stage_once():
 
 
 def test_no_warning_when_none_is_set():
-    d = det.ShoutDetector(rule(warning_after=None))
+    d = det.ShoutDetector(rule(warning=False))
     assert not any(isinstance(a, det.Warn) for a in d.feed(windows((CALM, 5), (LOUD, 20))))
 
 
@@ -114,16 +114,19 @@ def test_volume_value_is_asterisks_divisor(gain, value, db):
 
 def test_desk_settings_fill_in_from_the_section():
     live = LiveSettings(enabled=True, soften_db=(6,), desks={"supervisor": {"enabled": False},
-                                                             "vip": {"warning_after": None}})
+                                                             "vip": {"warning": False}})
     assert live.for_desk("support").enabled and live.for_desk("support").soften_db == (6,)
     assert not live.for_desk("supervisor").enabled
-    assert live.for_desk("vip").warning_after is None and live.for_desk("vip").enabled
+    assert not live.for_desk("vip").warning and live.for_desk("vip").enabled
+    # The stored document (nulls for what a desk leaves to the section) reads back the same.
+    again = LiveSettings.model_validate(live.model_dump(mode="json"))
+    assert again == live and again.for_desk("supervisor") == live.for_desk("supervisor")
 
 
 @pytest.mark.parametrize(("section", "named"), [
     ({"soften_db": [12, 6]}, "soften_db: steps go down further"),
     ({"floor_dbfs": 3}, "floor_dbfs"),
-    ({"second_stage": "offer_end", "warning_after": None}, "second_stage follows the warning"),
+    ({"second_stage": "offer_end", "warning": False}, "second_stage follows the warning"),
     ({"desks": {"support": {"sustain": 0.01}}}, "desks.support.sustain"),
     ({"desks": {"nowhere": {"enabled": False}}}, "live.desks.nowhere: no desk named"),
     ({"second_stage": "escalate", "escalate_desk": "bosses"}, "live.escalate_desk"),
