@@ -101,7 +101,18 @@ ROWS = [
      lambda r: _agi(r, "GET VARIABLE")),
     ("FastAGI SET VARIABLE p50/p99 ≤ ms",
      lambda r: _agi(r, "SET VARIABLE")),
+    ("shouting callers alerted / answered (server-shout)", lambda r: _shout(r, "count")),
+    ("onset → IvrShout alert, ms (p50/p95/p99; max)", lambda r: _shout(r, "after")),
 ]
+
+
+def _shout(run: dict, what: str) -> str:
+    shout = run.get("shouting")
+    if not shout:
+        return "–"
+    if what == "count":
+        return f"{shout['alerted']} / {shout['callers']}"
+    return f"{_q(shout['alert_after_ms'])}; {shout['alert_after_max_ms']}"
 
 
 def _agi(run: dict, verb: str) -> str:
@@ -141,6 +152,16 @@ def markdown(report: dict) -> str:
                    f"{p['baseline_cpu_per_call']} | {p.get('server_cpu_per_call', '–')} | "
                    f"{p.get('asterisk_only_ratio', '–')} | {p.get('ratio', '–')} | "
                    f"{variants} |")
+    live = [p for p in report["pairs"] if p.get("live_cost")]
+    if live:
+        out += ["", "## Live protection's price (server CPU-s per call ÷ server-nolive's)", "",
+                "| pair | server-nolive | server (on, calm callers) | server-shout (on, every "
+                "caller shouts once) |", "|---|---|---|---|"]
+        for p in live:
+            cost, cpu = p["live_cost"], p["servers"]
+            out.append(f"| #{p['baseline_run']} | {cpu['server-nolive']} | "
+                       f"{cpu.get('server', '–')} ({cost.get('server', '–')}) | "
+                       f"{cpu.get('server-shout', '–')} ({cost.get('server-shout', '–')}) |")
     knee = report.get("knee")
     if knee:
         out += ["", f"## Knee (server): {knee['knee']} concurrent", ""]
