@@ -135,6 +135,9 @@ class LiveProtection:
         if watch is None:
             return
         watch.stopped = True
+        if watch.acting is not None:
+            # A softening step already on its way must not land after the restore.
+            await asyncio.wait([watch.acting], timeout=3)
         if watch.gain_db:
             await self._ami(watch, {"Action": "Setvar", "Channel": watch.caller_channel,
                                     "Variable": "VOLUME(RX)", "Value": "0"}, quiet=True)
