@@ -48,9 +48,11 @@ async def _with_ami(config: Config, work: Callable[[Any], Awaitable[Any]]) -> An
         await ami.stop()
 
 
+AmiRunner = Callable[[Config, Callable[[Any], Awaitable[Any]]], Awaitable[Any]]
+
+
 def run_spy(config: Config, call_id: str, phone: str, mode: str,
-            ami: Callable[[Config, Callable[[Any], Awaitable[Any]]], Awaitable[Any]] = _with_ami,
-            ) -> dict[str, str]:
+            ami: AmiRunner | None = None) -> dict[str, str]:
     """The CLI's work, apart from click (tests pass a fake `ami`). SpyError when refused."""
     from ivr.ami.client import AmiError
     from ivr.protection.service_settings import Actor
@@ -73,7 +75,7 @@ def run_spy(config: Config, call_id: str, phone: str, mode: str,
                 return (await service.spy(call_id, phone, mode, who)).as_dict()
 
             try:
-                return await ami(config, work)
+                return await (ami or _with_ami)(config, work)
             except AmiError as exc:  # no AMI at all: refused before the service ran
                 error = SpyError(503, f"cannot reach Asterisk's AMI: {exc}")
                 await refused(audit, who, call_id=call_id, phone=phone, mode=mode,
