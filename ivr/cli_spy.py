@@ -98,10 +98,16 @@ def register(main: click.Group) -> None:
     def spy(config_path: str, call_id: str, phone: str, mode: str, as_json: bool) -> None:
         """Ring PHONE into the live call CALL_ID (`ivr calls`: the id of a call in progress)
         to listen, whisper to the operator or barge in. Every use is in the audit log."""
+        import logging
+
         from ivr.cli import _load
+        from ivr.logs import setup_logging
         from ivr.spy.checks import SpyError
 
         config = _load(config_path)
+        # The use's log line (`event=spy ...`) on stderr, as the server logs it for the API.
+        setup_logging("warning")
+        logging.getLogger("ivr.spy").setLevel(logging.INFO)
         try:
             result = run_spy(config, call_id, phone, mode)
         except SpyError as exc:
