@@ -101,18 +101,24 @@ def register(main: click.Group) -> None:
         import logging
 
         from ivr.cli import _load
-        from ivr.logs import setup_logging
         from ivr.spy.checks import SpyError
 
         config = _load(config_path)
-        # The use's log line (`event=spy ...`) on stderr, as the server logs it for the API.
-        setup_logging("warning")
-        logging.getLogger("ivr.spy").setLevel(logging.INFO)
+        # The use's log line (`event=spy ...`) on stderr, as the server logs it for the API;
+        # only this logger, only while the command runs.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s "
+                                               "%(message)s"))
+        spy_log = logging.getLogger("ivr.spy")
+        spy_log.addHandler(handler)
+        spy_log.setLevel(logging.INFO)
         try:
             result = run_spy(config, call_id, phone, mode)
         except SpyError as exc:
             click.echo(f"refused: {exc.message}", err=True)
             sys.exit(2 if exc.status == 400 else 1)
+        finally:
+            spy_log.removeHandler(handler)
         if as_json:
             click.echo(json.dumps(result, ensure_ascii=False))
             return

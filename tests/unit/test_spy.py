@@ -295,7 +295,8 @@ def test_cli_spy_rings_the_phone_and_refuses_clearly(monkeypatch, config):
     ami = FakeAmi(TALKING)
     done = cli(monkeypatch, config, ami, CALL, "--phone", "sv2001", "--mode", "barge", "--json")
     assert done.exit_code == 0, done.output
-    assert json.loads(done.output)["channel"] == "PJSIP/trunk-00000003"
+    assert json.loads(done.stdout)["channel"] == "PJSIP/trunk-00000003"
+    assert f"event=spy call_id={CALL} phone=sv2001 mode=barge actor=" in done.stderr
     assert ami.sent[-1]["Exten"] == "barge"
     bad = cli(monkeypatch, config, ami, CALL, "--phone", "op9999")
     assert bad.exit_code == 2 and "not an operator endpoint" in bad.output, bad.output
