@@ -32,7 +32,7 @@ DID = "0399000000"  # the example's 'other' entry: greeting, notice (ja), suppor
 OPERATORS = ["op1001", "op1002", "op1003"]
 SUPERVISORS = {"listen": "sv2001", "whisper": "sv2002", "barge": "sv2003"}
 CALLERS = {"listen": "0355550301", "whisper": "0355550302", "barge": "0355550303"}
-TALK = 24.0  # seconds each caller stays on after the intro (the spies join a few s in)
+TALK = 20.0  # seconds each caller stays on after the intro (the spies join a few s in)
 SECONDS = 90.0  # every party's noise, longer than any call
 # Two independent noises of equal level mixed: a piece of one correlates ~0.7 with the mix.
 FOUND = 0.45
@@ -250,6 +250,11 @@ def test_listen_whisper_and_barge(stack):
     with sqlite3.connect(stack.data / "ivr.sqlite3") as db:
         rows = db.execute("SELECT actor, role, action, target, origin FROM audit_log "
                           "WHERE action LIKE 'spy.%'").fetchall()
+    # The supervisors' legs are no calls: no CDR row (the fail-safe import reads them), and
+    # the customer calls' rows are there (the file is written).
+    cdr = (stack.data / "asterisk" / "log" / "cdr-custom" / "ivr-cdr.csv").read_text()
+    assert all(number in cdr for number in CALLERS.values()), cdr[-2000:]
+    assert not [line for line in cdr.splitlines() if "PJSIP/sv200" in line], cdr[-2000:]
     actions = {(action, target): (actor, role, origin)
                for actor, role, action, target, origin in rows}
     assert actions[("spy.whisper", f"call {ids['whisper']}")][:2] == ("e2e-supervisor",
