@@ -59,13 +59,18 @@ from bench.load_stack import (
     BASELINES,
     CALLER_RTP_BASE,
     SERVER_DID,
+    SERVER_KINDS,
     asterisk_quiet,
     build_stack,
+    calls_json,
     install_baseline,
     operator_media_port,
     server_archives,
+    set_live,
+    shout_at,
     start_callers,
 )
+from tests.e2e.ami_tap import AmiTap
 from tests.e2e.stack import Stack, prompt_seconds
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -76,7 +81,13 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
             rate: float, talk: float, profile: Path | None = None) -> dict:
     """One SIPp run against the server or the baseline; its figures as a dict. profile: a
     folder for a py-spy profile of the controller (server runs only)."""
-    if kind != "server":
+    server = kind in SERVER_KINDS
+    if server:
+        live = kind != "server-nolive"
+        if getattr(stack, "bench_live", None) != live:
+            set_live(stack, live)
+            stack.bench_live = live  # type: ignore[attr-defined]
+    else:
         install_baseline(stack)
         # ChanSpy's r() makes no folders (MixMonitor does): the spy-only variant needs it.
         rec_root = stack.data / "recordings"
@@ -97,12 +108,13 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
     busy0, total0 = machine_busy()
     waited0 = runqueue_wait(ctl)
     spy = (start_profile(ctl, profile / f"profile-run{index:02d}.txt")
-           if profile is not None and kind == "server" else None)
+           if profile is not None and server else None)
+    tap = AmiTap(stack) if kind == "server-shout" else None
     started = time.time()
     callers = start_callers(stack, stack.root / f"run-{index:02d}-{kind}",
-                            did=SERVER_DID if kind == "server" else BASELINES[kind].did,
+                            did=SERVER_DID if server else BASELINES[kind].did,
                             prefix=f"037{index:02d}", calls=calls, concurrency=concurrency,
-                            rate=rate, talk=talk)
+                            rate=rate, talk=talk, shout=kind == "server-shout")
     sipp_cpu = 0.0
     while callers.peer.proc.poll() is None:
         sipp_cpu = max(sipp_cpu, proc_cpu(callers.peer.proc.pid))
@@ -112,7 +124,7 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
     calls_seen = figures.sipp_calls(callers.peer.workdir / "messages.log")
     answered = [c.caller for c in calls_seen.values() if c.ok is not None]
     recorder_files: int | None = None
-    if kind == "server":
+    if server:
         # The server's per-call work after the hang-up (archive, hash, analysis) is part of
         # its cost: CPU is read once every answered call's recording is final.
         archives = server_archives(stack, answered, timeout=120 + calls * 0.5)
@@ -125,6 +137,11 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
         recorder_files = len(list(folder.glob("*-timeline*")))
         shutil.rmtree(folder, ignore_errors=True)  # a 200-call run leaves ~200 MB here
     ended = time.time()
+    shouting = None
+    if tap is not None:
+        tap.close()
+        shouting = shout_figures(stack, calls_seen, tap.events,
+                                 shout_at(callers.hangup_after, talk))
     if spy is not None:
         stop_profile(spy)
     cpu = {"asterisk": proc_cpu(ast) - cpu0["asterisk"],
@@ -176,6 +193,7 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
         "notice_not_found": rtp.notice_missed, "calls_without_rtp": rtp.no_rtp,
         "rtp_gap_ms": figures.quantiles(rtp.gaps, 1000),
         "rtp_loss": round(1 - rtp.received / rtp.expected, 5) if rtp.expected else None,
+        "shouting": shouting,
         "recordings": {"present": recordings.present, "recorder_files": recorder_files,
                        "missing": len(recordings.missing),
                        "length_within_0_5s": recordings.length_ok,
@@ -183,6 +201,22 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
                        "both_sides": recordings.both_sides,
                        "problems": recordings.problems[:20]},
     }
+
+
+def shout_figures(stack: Stack, calls_seen: dict, events: list[dict], loud_at: float) -> dict:
+    """Onset to alert for each shouting caller: the onset is SIPp's 200 OK (the ACK, the
+    pcap's 0 s, follows at once) + where the pcap turns loud; the alert is Asterisk's own
+    timestamp on the IvrShout event."""
+    by_caller = {c.caller: c for c in calls_seen.values() if c.ok is not None}
+    ids = {call["id"]: call["caller"] for call in calls_json(stack, len(calls_seen) + 50)}
+    after = []
+    for event in events:
+        call = by_caller.get(ids.get(event.get("CallId", ""), ""))
+        if event.get("Stage") == "started" and call is not None:
+            after.append(float(event["Timestamp"]) - (call.ok + loud_at))
+    return {"callers": len(by_caller), "alerted": len(after),
+            "alert_after_ms": figures.quantiles(after, 1000),
+            "alert_after_max_ms": round(max(after) * 1000) if after else None}
 
 
 def start_profile(pid: int, out: Path) -> subprocess.Popen:
@@ -273,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=2,
                         help="how many times the cycle of --kinds runs")
     parser.add_argument("--kinds", default="baseline,server",
-                        help="the runs of each cycle, in order: server and any of "
+                        help="the runs of each cycle, in order: server (live protection on, "
+                             "calm callers), server-nolive (off), server-shout (on, every "
+                             "caller shouts once: onset-to-alert latency) and any of "
                              + ", ".join(BASELINES) + " (plain dialplan recorded by MixMonitor's "
                              "legs; + the ChanSpy recorder; ChanSpy alone; MixMonitor's "
                              "interleaved stereo; no recording; stereo + the IVR-time "
@@ -285,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="sample the controller with py-spy in server runs (collapsed "
                              "stacks in bench/results/profile-<time>/)")
     args = parser.parse_args(argv)
-    unknown = set(args.kinds.split(",")) - {"server", *BASELINES}
+    unknown = set(args.kinds.split(",")) - {*SERVER_KINDS, *BASELINES}
     if unknown:
         parser.error(f"--kinds: unknown {', '.join(sorted(unknown))}")
     if os.geteuid() != 0:

@@ -45,6 +45,13 @@ def pair_ratios(runs: list[dict]) -> list[dict]:
                      "variants": {r["kind"]: round(r["cpu_per_call"]["asterisk"] / base, 3)
                                   for r in group if r["kind"].startswith("baseline-")
                                   and r["cpu_per_call"]["asterisk"]}}
+        # Live protection's price: the server with it on over the server with it off.
+        servers = {r["kind"]: _server_cpu(r) for r in group
+                   if r["kind"].startswith("server") and _server_cpu(r) is not None}
+        row["servers"] = {k: round(v, 4) for k, v in servers.items()}
+        if servers.get("server-nolive"):
+            row["live_cost"] = {k: round(v / servers["server-nolive"], 3)
+                                for k, v in servers.items() if k != "server-nolive"}
         server = next((r for r in group if r["kind"] == "server"), None)
         if server is not None and _server_cpu(server) is not None:
             row.update({"server_run": server["index"],

@@ -12,6 +12,7 @@ baseline run)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import socket
@@ -21,7 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.e2e.rtp import caller_pcap, tone_pcap
+from tests.e2e.recordings import noise
+from tests.e2e.rtp import alaw_encode, bursts_pcap, caller_pcap, speech_alaw, tone_pcap
+from tests.e2e.rtp_capture import alaw_decode
 from tests.e2e.scenarios import caller_scenario
 from tests.e2e.stack import (
     PROJECT,
@@ -34,6 +37,10 @@ from tests.e2e.stack import (
 )
 
 SERVER_DID = "0399000000"  # the example's 'other' entry: greeting, notice, support desk
+# Server runs: live protection (protection.yaml `live`) on with calm callers, off, and on
+# with every caller shouting once (SHOUT: s into the talk, for how long, peak level).
+SERVER_KINDS = ("server", "server-nolive", "server-shout")
+SHOUT = (4.5, 3.5, 0.8)
 BASELINE_CONTEXT = "bench-baseline"
 BASELINE_FOLDER = "bench-baseline"  # under the recordings folder
 ASTERISK_RTP = (20000, 23999)  # room for 2 ports x 2 channels x 1000 calls
@@ -187,15 +194,19 @@ class Callers:
 
 
 def start_callers(stack: Stack, workdir: Path, *, did: str, prefix: str, calls: int,
-                  concurrency: int, rate: float, talk: float) -> Callers:
+                  concurrency: int, rate: float, talk: float, shout: bool = False) -> Callers:
     """One SIPp placing `calls` calls, at most `concurrency` at once, `rate` new calls a
     second; each caller sends continuous 20 ms speech and hangs up `talk` s after the
-    operator should have answered (greeting + notice + guard + ring)."""
+    operator should have answered (greeting + notice + guard + ring). shout: every caller
+    turns loud at shout_at() of its pcap (SHOUT)."""
     hangup_after = intro_seconds(stack) + 0.5 + 0.8 + 1.0 + talk
     workdir.mkdir(parents=True)
     numbers = [f"{prefix}{n:05d}" for n in range(calls)]
     (workdir / "callers.csv").write_text("SEQUENTIAL\n" + "".join(f"{c};\n" for c in numbers))
-    caller_pcap(workdir / "caller.pcap", hangup_after)
+    if shout:
+        shout_pcap(workdir / "caller.pcap", hangup_after, shout_at(hangup_after, talk))
+    else:
+        caller_pcap(workdir / "caller.pcap", hangup_after)
     (workdir / "caller.xml").write_text(
         caller_scenario(pcap="caller.pcap", hangup_after=hangup_after))
     peer = SippPeer(workdir, [
@@ -217,16 +228,42 @@ def server_archives(stack: Stack, numbers: list[str], timeout: float) -> dict[st
     found: dict[str, Path] = {}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        run = subprocess.run([str(PROJECT / ".venv" / "bin" / "ivr"), "calls", "--json",
-                              "--limit", str(len(numbers) + 50), "-c", str(stack.config_path)],
-                             capture_output=True, text=True, timeout=60)
-        if run.returncode == 0:
-            import json
-
-            for call in json.loads(run.stdout)["calls"]:
-                if call["caller"] in wanted and call.get("recording_sha256"):
-                    found[call["caller"]] = Path(call["recording_path"])
+        for call in calls_json(stack, len(numbers) + 50):
+            if call["caller"] in wanted and call.get("recording_sha256"):
+                found[call["caller"]] = Path(call["recording_path"])
         if len(found) == len(wanted):
             break
         time.sleep(2)
     return found
+
+
+def shout_at(hangup_after: float, talk: float) -> float:
+    """Where the loud stretch starts in a shouting caller's pcap (its 0 s is the ACK)."""
+    return hangup_after - talk + SHOUT[0]
+
+
+def shout_pcap(path: Path, seconds: float, loud_at: float) -> Path:
+    """The bench's speech with SHOUT's loud stretch (known noise) in place of it."""
+    _at, length, level = SHOUT
+    audio = alaw_decode(speech_alaw(seconds))
+    start = round(loud_at * 8000)
+    audio[start:start + round(length * 8000)] = noise(length, seed=1716, level=level)
+    return bursts_pcap(path, [(0.0, alaw_encode(audio))])
+
+
+def set_live(stack: Stack, enabled: bool) -> None:
+    """Live protection on or off through the settings (as an admin would); the running
+    server applies it to its next call within a second."""
+    run = subprocess.run([str(PROJECT / ".venv" / "bin" / "ivr"), "settings", "set", "live",
+                          "-", "--patch", "-c", str(stack.config_path)],
+                         input=json.dumps({"enabled": enabled}), capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    time.sleep(2.0)
+
+
+def calls_json(stack: Stack, limit: int) -> list[dict]:
+    run = subprocess.run([str(PROJECT / ".venv" / "bin" / "ivr"), "calls", "--json",
+                          "--limit", str(limit), "-c", str(stack.config_path)],
+                         capture_output=True, text=True, timeout=60)
+    return json.loads(run.stdout)["calls"] if run.returncode == 0 else []

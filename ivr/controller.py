@@ -20,8 +20,10 @@ from ivr.asterisk.render import AsteriskPaths, asterisk_protection, render_aster
 from ivr.audio.prompts import PromptEngineError
 from ivr.cdr_import import import_missed_calls
 from ivr.config import Config
+from ivr.cooldown.service import CooldownService
 from ivr.credentials import Secrets
 from ivr.journey import Journey, JourneyError
+from ivr.live.service import LiveProtection
 from ivr.model import CallRecord
 from ivr.operators import OperatorService
 from ivr.protection.service_blocks import BlockService
@@ -111,7 +113,15 @@ class Controller:
         self.rules = RulesService(self.db, self.settings.current, self.known_names)
         self.features = FeatureService(self.calls, self.blocks,
                                        lambda: self.settings.current().features)
-        tracker = CallTracker(self.calls, self.features)
+        # Live protection (ivr/live/): shouting followed while an operator is connected.
+        self.live = LiveProtection(self.calls, lambda *a, **k: self.ami.action(*a, **k),
+                                   lambda: self.settings.current().live)
+        tracker = CallTracker(self.calls, self.features, self.live)
+        # Cool-down after a hard call (ivr/cooldown/): the operator paused for a wrap-up.
+        self.cooldown = CooldownService(lambda *a, **k: self.ami.action(*a, **k), self.calls,
+                                        lambda: self.settings.current().cooldown,
+                                        [o.endpoint for o in self.config.operators])
+        self.calls.listeners.append(self.cooldown.event_recorded)
         ctx = HandlerContext(
             calls=self.calls,
             prompts=Prompts(self.config.prompts_dir, self.config.prompts.language),
@@ -140,6 +150,8 @@ class Controller:
         await self.recordings.start()
         await self.agi.start()
         await self.ami.start()
+        await self.live.start()
+        await self.cooldown.start()
         await self._protection_changed(self.settings.current())
         self._write_state(time.time(), ok=True, errors=[])
 
@@ -240,6 +252,7 @@ class Controller:
 
     def _call_ended(self, record: CallRecord) -> None:
         self.finaliser.schedule(record.id, record.recording_path)
+        self.cooldown.call_ended(record)
 
     @property
     def node(self) -> str:
@@ -345,6 +358,8 @@ class Controller:
         await self.settings.stop_polling()
         await self.recordings.stop_background()
         await self.agi.stop()
+        await self.live.stop()
+        await self.cooldown.stop()
         await self.ami.stop()
         for task in list(self._reconcile_tasks):
             task.cancel()

@@ -39,6 +39,9 @@ class CallService:
         # itself is in the store.
         self.active: set[str] = set()
         self.outcomes: Counter[str] = Counter()
+        # Told of every fact recorded (call id, kind, data), e.g. the cool-down's triggers;
+        # a listener must not block or raise.
+        self.listeners: list[Callable[[str, str, dict[str, Any]], None]] = []
 
     async def _event(self, call_id: str, kind: str, at: float | None = None, **data: Any) -> float:
         """One fact in the call's timeline; `at` is Asterisk's time when Asterisk reported it."""
@@ -46,6 +49,11 @@ class CallService:
         await self.store.add_event(call_id, kind, at, data)
         log.info("event=%s call_id=%s %s", kind, call_id,
                  " ".join(f"{k}={v}" for k, v in data.items()))
+        for listener in self.listeners:
+            try:
+                listener(call_id, kind, data)
+            except Exception:
+                log.exception("event=listener_failed kind=%s call_id=%s", kind, call_id)
         return at
 
     async def call_started(

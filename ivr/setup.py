@@ -11,6 +11,7 @@ from ivr.audio.prompts import load_prompt_texts, render_prompts, render_sound_se
 from ivr.config import Config
 from ivr.credentials import Secrets, load_or_create
 from ivr.journey import Journey, JourneyError, journey_files, load_journey
+from ivr.live.sounds import write_live_sounds
 from ivr.notice import NoticeFilesError, check_notice_files, render_fallback_notice
 from ivr.prompt_store import apply_recordings
 
@@ -64,6 +65,7 @@ def render_all_prompts(config: Config) -> int:
     render_fallback_notice(texts, config.prompts_dir, config.prompts.notice, voices=voices,
                            engines=engines)
     apply_recordings(config)
+    write_live_sounds(config.prompts_dir)
     return len(rendered)
 
 

@@ -98,6 +98,28 @@ class AgentConnect:
     hold_time: int
     ring_time: int
     at: float | None = None  # Asterisk's own time of the event (timestampevents)
+    channel: str = ""  # the caller's channel (Asterisk's name)
+    member_channel: str = ""  # the queue member's channel in the caller's bridge
+
+
+@dataclass(frozen=True)
+class LiveSound:
+    """UserEvent IvrLiveWarning / IvrLiveWarningEnd / IvrLiveBeep from [ivr-live-whisper]:
+    a live-protection sound the controller ordered starts (or ends) now. It runs on a Local
+    channel of its own, so the call is the CallId the controller handed it (checked against
+    the calls it follows)."""
+
+    call_id: str
+    kind: str  # "warning", "warning_end" or "beep"
+    prompt: str = ""
+    status: str = ""
+    at: float | None = None
+
+
+LIVE_SOUNDS = {"IvrLiveWarning": "warning", "IvrLiveWarningEnd": "warning_end",
+               "IvrLiveBeep": "beep"}
+# UserEvents the controller sends itself (alerts for supervisors' tools): not followed.
+OWN_USER_EVENTS = frozenset({"IvrShout"})
 
 
 @dataclass(frozen=True)
@@ -208,6 +230,7 @@ AmiEvent = (
     | QueueCallerJoin
     | AgentCalled
     | AgentConnect
+    | LiveSound
     | AgentComplete
     | QueueCallerAbandon
     | Hangup
@@ -238,6 +261,12 @@ def _single(msg: Mapping[str, Any], key: str) -> str | None:
 
 
 def _user_event(kind: str, msg: Mapping[str, Any]) -> AmiEvent | None:
+    if kind in OWN_USER_EVENTS:
+        return None
+    if kind in LIVE_SOUNDS:
+        claimed = _single(msg, "CallId") or ""
+        return LiveSound(claimed, LIVE_SOUNDS[kind], _single(msg, "Prompt") or "",
+                         _single(msg, "Status") or "") if claimed else None
     call_id = _single(msg, "Uniqueid")
     if not call_id:
         log.warning("event=ami_user_event_refused kind=%s reason=no single Uniqueid", kind)
@@ -318,6 +347,8 @@ def _parse(msg: Mapping[str, str]) -> AmiEvent | None:
             _endpoint(get("Interface", "")),
             _int(get("HoldTime")),
             _int(get("RingTime")),
+            channel=get("Channel", ""),
+            member_channel=get("DestChannel", ""),
         )
     if name == "AgentComplete":
         return AgentComplete(

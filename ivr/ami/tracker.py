@@ -10,6 +10,7 @@ import logging
 import time
 
 from ivr.ami import events as ev
+from ivr.live.service import LiveProtection
 from ivr.model import Disposition, Source
 from ivr.protection.service_features import FeatureService
 from ivr.service import CallService
@@ -18,9 +19,11 @@ log = logging.getLogger("ivr.tracker")
 
 
 class CallTracker:
-    def __init__(self, calls: CallService, features: FeatureService | None = None):
+    def __init__(self, calls: CallService, features: FeatureService | None = None,
+                 live: LiveProtection | None = None):
         self.calls = calls
         self.features = features
+        self.live = live
 
     async def handle(self, event: ev.AmiEvent) -> None:
         match event:
@@ -57,7 +60,16 @@ class CallTracker:
             case ev.AgentConnect(call_id=call_id, operator=operator, hold_time=hold, at=at):
                 if await self.calls.is_known(call_id):
                     await self.calls.connected(call_id, operator, hold, at)
+                    if self.live is not None:
+                        await self.live.connected(
+                            call_id, desk=event.queue, operator=operator,
+                            caller_channel=event.channel, member_channel=event.member_channel)
+            case ev.LiveSound():
+                if self.live is not None:
+                    await self.live.sound(event)
             case ev.AgentComplete(call_id=call_id, operator=operator, reason=reason, at=at):
+                if self.live is not None:
+                    await self.live.disconnected(call_id)
                 if await self.calls.is_known(call_id):
                     await self.calls.conversation_ended(call_id, operator, reason, at)
                     await self.calls.limit_warning_heard(call_id, until=at or time.time())
@@ -82,5 +94,7 @@ class CallTracker:
                            cause_text=text, at=at):
                 # Only the customer's own channel ends the call (it is the root of its linked
                 # id); operator legs come and go.
+                if unique_id == linked_id and self.live is not None:
+                    await self.live.disconnected(unique_id)
                 if unique_id == linked_id and await self.calls.is_known(unique_id):
                     await self.calls.hung_up(unique_id, cause, text, at)

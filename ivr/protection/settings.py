@@ -1,4 +1,5 @@
-"""The protection settings as one validated document: restrictions, limits, feature codes.
+"""The protection settings as one validated document: restrictions, limits, feature codes,
+cool-down.
 
 The file (`[protection] file` in ivr.toml, protection.yaml in the example) is the starting
 point; changes made through the CLI or the API are new versions of the same document in the
@@ -16,13 +17,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ivr.cooldown.settings import CooldownSettings
+from ivr.live.settings import LiveSettings
 from ivr.protection.settings_features import FeatureSettings
 from ivr.protection.settings_inbound import InboundSettings
 from ivr.protection.settings_limits import LimitSettings
 from ivr.protection.settings_outbound import OutboundSettings
 from ivr.yaml_lines import LocatedYaml, YamlFileError, read_yaml_mapping
 
-SECTIONS = ("numbers", "inbound", "outbound", "limits", "features")
+SECTIONS = ("numbers", "inbound", "outbound", "limits", "features", "live", "cooldown")
 
 
 class SettingsError(ValueError):
@@ -48,6 +51,8 @@ class ProtectionSettings(BaseModel):
     outbound: OutboundSettings = OutboundSettings()
     limits: LimitSettings = LimitSettings()
     features: FeatureSettings = FeatureSettings()
+    live: LiveSettings = LiveSettings()
+    cooldown: CooldownSettings = CooldownSettings()
 
     def document(self) -> dict[str, Any]:
         """The JSON document kept in the store and returned by the API."""
@@ -88,7 +93,8 @@ def parse_settings(data: Any, *, desks: set[str] | None = None, entries: set[str
 def _unknown_names(settings: ProtectionSettings, desks: set[str] | None,
                    entries: set[str] | None, operators: set[str] | None) -> list[str]:
     problems: list[str] = []
-    for section in (settings.inbound, settings.outbound, settings.limits, settings.features):
+    for section in (settings.inbound, settings.outbound, settings.limits, settings.features,
+                    settings.live, settings.cooldown):
         check = getattr(section, "unknown_names", None)
         if check is not None:
             problems += check(desks=desks, entries=entries, operators=operators)

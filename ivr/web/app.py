@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 
 from ivr.agi import timing
 from ivr.controller import Controller
+from ivr.cooldown.settings import TRIGGERS
 from ivr.model import Outcome
 from ivr.recordings.service_evidence import EvidenceService
 from ivr.recordings.service_search import RecordingSearch
@@ -66,6 +67,26 @@ class _ControllerCollector(Collector):
                      "end_and_refuse_withheld"):
             features.add_metric([name], used.used[name] if used is not None else 0)
         yield features
+        live = getattr(self.c, "live", None)
+        yield GaugeMetricFamily("ivr_live_calls_followed",
+                                "Connected calls whose loudness is being followed",
+                                value=len(live.watches) if live is not None else 0)
+        acted = CounterMetricFamily("ivr_live_protection",
+                                    "Live protection: shouting found and what was done",
+                                    labels=["action"])
+        for name in ("shout", "soften", "warning", "offer_end", "escalate"):
+            acted.add_metric([name], live.counts[name] if live is not None else 0)
+        yield acted
+        cooldown = getattr(self.c, "cooldown", None)
+        started = CounterMetricFamily("ivr_operator_cooldowns",
+                                      "Operators paused for a cool-down after a hard call, by "
+                                      "the call's first trigger", labels=["trigger"])
+        for name in TRIGGERS:
+            started.add_metric([name], cooldown.started[name] if cooldown is not None else 0)
+        yield started
+        yield CounterMetricFamily("ivr_operator_cooldown_lifts",
+                                  "Cool-down pauses lifted when over (one per desk)",
+                                  value=cooldown.lifted if cooldown is not None else 0)
         # For the load bench (bench/load.py): is the loop keeping up, and does it leak tasks.
         # collect() runs in the /metrics handler, on the controller's loop.
         yield GaugeMetricFamily("ivr_asyncio_tasks", "asyncio tasks alive on the event loop",

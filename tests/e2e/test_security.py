@@ -245,13 +245,14 @@ def ami_answer(text: str, action_id: str) -> str:
     return ""
 
 
-def test_ami_user_may_not_command_run_system_or_restart(stack):
+def test_ami_user_may_not_command_run_programs_or_restart(stack):
+    """The controller may originate (live protection's whispers, a supervisor's listen-in)
+    but not run a program through it: Asterisk wants the `system` class for Originate of
+    System/Exec/Eval-like applications, which this user does not have."""
     text = ami_session(stack, [
         "Action: Command\r\nCommand: core show version",
-        # Originate is allowed (a supervisor's phone into [ivr-spy]), but never of an
-        # application that runs commands: that needs the `system` class, which it lacks.
         "Action: Originate\r\nChannel: Local/nobody@nowhere\r\nApplication: System\r\n"
-        "Data: touch /tmp/ivr-ami-originate",
+        "Data: touch /tmp/ivr-ami-system-check",
         "Action: Reload\r\nModule: manager",
         "Action: Ping",
     ])
@@ -259,7 +260,7 @@ def test_ami_user_may_not_command_run_system_or_restart(stack):
     for action_id in ("a0", "a2"):
         answer = ami_answer(text, action_id)
         assert "Permission denied" in answer, (action_id, text)
-    # Asterisk 22: "Originate Access Forbidden: app or data blacklisted".
+    # Asterisk 22 (measured): "Originate Access Forbidden: app or data blacklisted".
     assert "Originate Access Forbidden" in ami_answer(text, "a1"), text
     assert "Response: Success" in ami_answer(text, "a3"), text
     # The controller's own actions still work (QueueStatus, QueueAdd: operator login).

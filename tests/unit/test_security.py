@@ -186,8 +186,7 @@ def test_rendered_files_grant_only_what_is_needed(tmp_path):
     assert "endpoint_identifier_anonymous" not in modules
     manager = (etc / "manager.conf").read_text()
     assert re.search(r"^read = call,agent,user$", manager, re.M)
-    # originate: a supervisor's phone into [ivr-spy] (listen, whisper, barge); no system.
-    assert re.search(r"^write = agent,reporting,originate$", manager, re.M)
+    assert re.search(r"^write = agent,reporting,call,originate,user$", manager, re.M)
     # Only the events the controller follows are sent to it.
     followed = set(re.findall(r"^eventfilter\(action\(include\),name\((\w+)\)\) =$",
                               manager, re.M))
