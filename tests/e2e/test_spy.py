@@ -97,8 +97,8 @@ def media_port(peer: SippPeer) -> int:
     return int(peer.args[peer.args.index("-mp") + 1])
 
 
-def sent_pieces_in(received: np.ndarray, source: np.ndarray, start: float = 1.5,
-                   count: int = 5) -> list[float]:
+def sent_pieces_in(received: np.ndarray, source: np.ndarray, start: float = 2.0,
+                   count: int = 8) -> list[float]:
     """Correlation of 1 s pieces of `source` (its own timeline: start, start+1, ...) with the
     best place in `received`."""
     return [round(find(received, source[round(t * 8000):round((t + 1) * 8000)]).peak, 3)
@@ -116,7 +116,9 @@ def received_pieces_in(received: np.ndarray, source: np.ndarray,
 
 
 def found(peaks: list[float]) -> bool:
-    return sum(p >= FOUND for p in peaks) >= len(peaks) - 1
+    """Most pieces: a whispered stream now and then slips a frame against the other voice in
+    the mix, and a piece across the slip correlates less (measured: one in ten, ~0.4)."""
+    return sum(p >= FOUND for p in peaks) >= 0.75 * len(peaks)
 
 
 def absent(peaks: list[float]) -> bool:
@@ -192,6 +194,12 @@ def test_listen_whisper_and_barge(stack):
     # Each operator phone answered the caller the record says (its INVITE's From).
     for mode, number in CALLERS.items():
         assert phones[operator_of[mode]].invites_received(caller=number), (mode, operator_of)
+    # Each supervisor's phone showed the mode and the caller's number (its INVITE's From).
+    for mode, number in CALLERS.items():
+        invites = [body for _t, what, body in phones[SUPERVISORS[mode]].messages()
+                   if "received" in what and "| INVITE " in what]
+        shown = next(x for x in invites[0].splitlines() if x.lower().startswith("from:"))
+        assert f'"{mode.capitalize()} {number}" <sip:{number}@' in shown, shown
     got = {name: captures.pcm(name) for name in ports}
     report = {}
 
