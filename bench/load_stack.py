@@ -40,7 +40,7 @@ SERVER_DID = "0399000000"  # the example's 'other' entry: greeting, notice, supp
 # Server runs: live protection (protection.yaml `live`) on with calm callers, off, and on
 # with every caller shouting once (SHOUT: s into the talk, for how long, peak level).
 SERVER_KINDS = ("server", "server-nolive", "server-shout")
-SHOUT = (4.5, 3.5, 0.8)
+SHOUT = (6.0, 3.5, 0.8)  # after 3 s of talk: the caller's own baseline
 BASELINE_CONTEXT = "bench-baseline"
 BASELINE_FOLDER = "bench-baseline"  # under the recordings folder
 ASTERISK_RTP = (20000, 23999)  # room for 2 ports x 2 channels x 1000 calls

@@ -7,7 +7,8 @@ detector answers with what to do. The rules are the archive analysis's
 - a window is *loud* when the caller's level, smoothed over 0.5 s, is at least
   `above_baseline_db` over the caller's own baseline (the median of their talk windows in
   this call, outside shouting) and above `floor_dbfs`; with less than 3 s of talk there is no
-  baseline yet and the floor alone decides;
+  baseline yet, and only a voice `above_baseline_db` over the floor counts (a caller who
+  starts shouting at once is still found; a loud-voiced one is not taken for shouting);
 - shouting *starts* after `sustain` seconds of loud windows in a row (its onset is the first
   of them) and *ends* after `release` seconds without one;
 - while it lasts, the operator hears the caller lowered by the next of `soften_db` every
@@ -96,7 +97,7 @@ class ShoutDetector:
 
     def threshold(self) -> float:
         if self.baseline is None:
-            return self.rule.floor_dbfs
+            return self.rule.floor_dbfs + self.rule.above_baseline_db
         return max(self.rule.floor_dbfs, self.baseline + self.rule.above_baseline_db)
 
     def feed(self, levels: np.ndarray) -> list[Action]:
@@ -113,7 +114,9 @@ class ShoutDetector:
         smoothed = 10.0 * np.log10(max(sum(self._power) / len(self._power), 1e-12))
         threshold = self.threshold()
         loud = smoothed >= threshold
-        if not loud and not self.shouting and level >= TALK_DBFS:
+        # The baseline is the caller's talk outside shouting (loud windows before an episode
+        # is confirmed included: the median shrugs off a few).
+        if not self.shouting and level >= TALK_DBFS:
             self._talk.append(level)
         if self.windows % BASELINE_EVERY == 0 and len(self._talk) >= BASELINE_MIN_WINDOWS:
             self.baseline = float(np.median(np.fromiter(self._talk, dtype=np.float64)))
@@ -128,7 +131,7 @@ class ShoutDetector:
                 self.call_loud += self._run
                 self._step = 0
                 onset = offset + WINDOW_S - self._run * WINDOW_S
-                actions.append(ShoutStarted(round(onset, 3), round(smoothed, 1),
+                actions.append(ShoutStarted(round(onset, 3), round(float(smoothed), 1),
                                             round(threshold, 1), self._rounded_baseline()))
                 actions += self._soften(offset)
             elif self.shouting:
@@ -162,7 +165,7 @@ class ShoutDetector:
         loud_s = self.call_loud * WINDOW_S
         rule = self.rule
         if self.warned_at_loud is None:
-            if rule.warning_after is not None and loud_s >= rule.warning_after - 1e-9:
+            if rule.warning and loud_s >= rule.warning_after - 1e-9:
                 self.warned_at_loud = self.call_loud
                 return [Warn(round(offset, 3), round(loud_s, 1))]
             return []

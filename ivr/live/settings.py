@@ -9,7 +9,8 @@ call is connected, what the operator hears softened, the caller warned.
       release: 2.0                # this long below: it has ended
       soften_db: [6, 12]          # the operator hears the caller lowered by these, in steps
       soften_every: 2.0           # seconds of shouting between steps
-      warning_after: 5.0          # seconds of shouting in the call before the caller's warning
+      warning: true               # the caller's warning (false: none)
+      warning_after: 6.0          # seconds of shouting in the call before it
       warning_prompt: shout_warning
       second_stage: offer_end     # none | offer_end (a beep to the operator) | escalate
       second_after: 10.0          # seconds of shouting after the warning
@@ -49,7 +50,8 @@ class LiveRule(BaseModel):
     release: float = Field(default=2.0, ge=0.3, le=30.0)
     soften_db: tuple[float, ...] = (6.0, 12.0)
     soften_every: float = Field(default=2.0, ge=0.5, le=60.0)
-    warning_after: float | None = Field(default=5.0, ge=0.0, le=MAX_SECONDS)  # None: never
+    warning: bool = True  # the caller's warning at all
+    warning_after: float = Field(default=6.0, ge=0.0, le=MAX_SECONDS)
     warning_prompt: str = Field(default="shout_warning", pattern=PROMPT_NAME)
     second_stage: Literal["none", "offer_end", "escalate"] = "none"
     second_after: float = Field(default=10.0, ge=0.0, le=MAX_SECONDS)
@@ -67,13 +69,13 @@ class LiveRule(BaseModel):
 
     @model_validator(mode="after")
     def _second_needs_warning(self) -> LiveRule:
-        if self.second_stage != "none" and self.warning_after is None:
-            raise ValueError("second_stage follows the warning: set warning_after too")
+        if self.second_stage != "none" and not self.warning:
+            raise ValueError("second_stage follows the warning: it needs warning: true")
         return self
 
 
 class DeskLive(BaseModel):
-    """A desk's own values; anything left out is the section's."""
+    """A desk's own values; anything left out (or null) is the section's."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -84,6 +86,7 @@ class DeskLive(BaseModel):
     release: float | None = None
     soften_db: tuple[float, ...] | None = None
     soften_every: float | None = None
+    warning: bool | None = None
     warning_after: float | None = None
     warning_prompt: str | None = None
     second_stage: Literal["none", "offer_end", "escalate"] | None = None
@@ -112,7 +115,7 @@ class LiveSettings(LiveRule):
         base = self.model_dump(exclude={"desks", "escalate_desk"})
         own = self.desks.get(desk or "")
         if own is not None:
-            base |= own.model_dump(exclude_unset=True)
+            base |= own.model_dump(exclude_none=True)
         return LiveRule.model_validate(base)
 
     def unknown_names(self, *, desks: set[str] | None, entries: set[str] | None,
