@@ -431,5 +431,9 @@ from ivr.cli_recordings import register as register_recordings  # noqa: E402
 
 register_recordings(main)
 
+from ivr.cli_spy import register as register_spy  # noqa: E402  (ivr spy: listen, whisper, barge)
+
+register_spy(main)
+
 if __name__ == "__main__":
     main()

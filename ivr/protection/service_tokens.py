@@ -3,7 +3,8 @@
 Roles and what they may do (the API checks `allowed(role, right)`):
 - admin: everything;
 - supervisor: blocks (list, add, remove, review), rules test, audit read, calls read,
-  settings read, recordings (search, play and download, export);
+  settings read, recordings (search, play and download, export), listen/whisper/barge on a
+  live call (calls.spy);
 - operator: rules test only (an operator's screen asks "why was this number refused?");
   recordings are evidence about operators too, so they get none of the recording rights.
 """
@@ -24,9 +25,10 @@ ROLES = ("admin", "supervisor", "operator")
 RECORDING_RIGHTS = ("recordings.search", "recordings.read", "recordings.export")
 RIGHTS: dict[str, frozenset[str]] = {
     "admin": frozenset({"settings.read", "settings.write", "blocks.read", "blocks.write",
-                        "rules.test", "audit.read", "calls.read", *RECORDING_RIGHTS}),
+                        "rules.test", "audit.read", "calls.read", "calls.spy",
+                        *RECORDING_RIGHTS}),
     "supervisor": frozenset({"settings.read", "blocks.read", "blocks.write", "rules.test",
-                             "audit.read", "calls.read", *RECORDING_RIGHTS}),
+                             "audit.read", "calls.read", "calls.spy", *RECORDING_RIGHTS}),
     "operator": frozenset({"rules.test"}),
 }
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.@-]{0,63}$")

@@ -28,6 +28,7 @@ from ivr.protection.store_tokens import Token
 from ivr.recordings.service_evidence import EvidenceService
 from ivr.recordings.service_search import RecordingSearch
 from ivr.service import CallService
+from ivr.spy.service import SpyService
 
 log = logging.getLogger("ivr.web.api")
 
@@ -50,6 +51,7 @@ class AdminServices:
     # Recordings search, playback and export (ivr/web/api_recordings.py). None: not available.
     recordings: RecordingSearch | None = None
     evidence: EvidenceService | None = None  # the export bundle (GET /recordings/{id}/export)
+    spy: SpyService | None = None  # listen, whisper, barge (POST /calls/{id}/spy)
 
 
 SERVICES = web.AppKey("admin_services", AdminServices)
@@ -173,13 +175,16 @@ def int_query(request: web.Request, name: str, default: int, low: int, high: int
 
 def create_api(services: AdminServices) -> web.Application:
     """The /api/v1 sub-application; `app.add_subapp("/api/v1", create_api(...))`."""
-    from ivr.web import api_admin, api_blocks, api_recordings, api_settings
+    from ivr.web import api_admin, api_blocks, api_recordings, api_settings, api_spy
 
-    # The recordings access log is outermost: it sees refusals by auth and errors too.
-    api = web.Application(middlewares=[api_recordings.access_log, errors, auth])
+    # The recordings access log and the spy audit are outermost: they see refusals by auth
+    # and errors too.
+    api = web.Application(middlewares=[api_recordings.access_log, api_spy.refusals, errors,
+                                       auth])
     api[SERVICES] = services
     api_settings.add_routes(api.router)
     api_admin.add_routes(api.router)
     api_blocks.add_routes(api.router)
     api_recordings.add_routes(api.router)
+    api_spy.add_routes(api.router)
     return api

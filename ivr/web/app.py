@@ -15,6 +15,7 @@ from ivr.cooldown.settings import TRIGGERS
 from ivr.model import Outcome
 from ivr.recordings.service_evidence import EvidenceService
 from ivr.recordings.service_search import RecordingSearch
+from ivr.spy.service import SpyService
 from ivr.web.api import AdminServices, create_api
 
 CONTROLLER = web.AppKey("controller", Controller)
@@ -116,4 +117,7 @@ def admin_services(controller: Controller) -> AdminServices:
                          recordings=recordings, evidence=EvidenceService(
                              controller.recording_index, controller.recording_chain,
                              controller.config.recordings_dir, audit=controller.audit,
-                             calls=controller.calls.store))
+                             calls=controller.calls.store),
+                         spy=SpyService(controller.ami.action, controller.calls,
+                                        controller.audit, lambda: [
+                                            o.endpoint for o in controller.config.operators]))
