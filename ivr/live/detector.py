@@ -6,7 +6,8 @@ detector answers with what to do. The rules are the archive analysis's
 
 - a window is *loud* when the caller's level, smoothed over 0.5 s, is at least
   `above_baseline_db` over the caller's own baseline (the median of their talk windows in
-  this call, outside shouting) and above `floor_dbfs`; with less than 3 s of talk there is no
+  this call, outside shouting; what they said in the last minute before the operator
+  answered counts too) and above `floor_dbfs`; with less than 3 s of talk there is no
   baseline yet, and only a voice `above_baseline_db` over the floor counts (a caller who
   starts shouting at once is still found; a loud-voiced one is not taken for shouting);
 - shouting *starts* after `sustain` seconds of loud windows in a row (its onset is the first
@@ -99,6 +100,14 @@ class ShoutDetector:
         if self.baseline is None:
             return self.rule.floor_dbfs + self.rule.above_baseline_db
         return max(self.rule.floor_dbfs, self.baseline + self.rule.above_baseline_db)
+
+    def seed(self, levels: np.ndarray) -> None:
+        """The caller's talk before the operator answered (menus, the queue): it counts for
+        the baseline only; nothing is decided on it."""
+        talk = np.asarray(levels, dtype=np.float64)
+        self._talk.extend(talk[talk >= TALK_DBFS].tolist())
+        if len(self._talk) >= BASELINE_MIN_WINDOWS:
+            self.baseline = float(np.median(np.fromiter(self._talk, dtype=np.float64)))
 
     def feed(self, levels: np.ndarray) -> list[Action]:
         """The next windows' levels (dBFS, 100 ms each, in order): the actions they call for."""

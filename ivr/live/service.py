@@ -52,6 +52,8 @@ WINDOW_BYTES = round(RATE * WINDOW_S) * FRAME_BYTES
 POLL_S = 0.25
 # Most read per call per poll: a lagging poll catches up in steps instead of one big read.
 MAX_READ = 64 * WINDOW_BYTES
+# How much of the caller's side before the answer seeds their baseline (the last minute).
+SEED_BYTES = 600 * WINDOW_BYTES
 # Channel names come from Asterisk; still, only these characters reach an AMI field or an
 # application argument (no comma, no line break).
 CHANNEL = re.compile(r"^[A-Za-z0-9/_.@;:+-]{3,120}$")
@@ -121,11 +123,16 @@ class LiveProtection:
                         call_id, path)
             return
         offset = size - size % WINDOW_BYTES
+        detector = det.ShoutDetector(rule, start=offset / (RATE * FRAME_BYTES))
+        # What the caller said before (menus, the queue) gives the baseline a head start.
+        seed_from = max(0, offset - SEED_BYTES)
+        [(_end, before)] = await asyncio.to_thread(read_levels, [(path, seed_from)],
+                                                   offset - seed_from)
+        detector.seed(before)
         self.watches[call_id] = Watch(
             call_id, path, caller_channel,
             member_channel if CHANNEL.match(member_channel) else "",
-            operator, desk, record.language or "ja",
-            det.ShoutDetector(rule, start=offset / (RATE * FRAME_BYTES)), offset)
+            operator, desk, record.language or "ja", detector, offset)
         log.info("event=live_following call_id=%s desk=%s operator=%s", call_id, desk, operator)
 
     async def disconnected(self, call_id: str) -> None:
@@ -289,15 +296,17 @@ class LiveProtection:
         return ok
 
 
-def read_levels(files: list[tuple[Path, int]]) -> list[tuple[int, np.ndarray]]:
+def read_levels(files: list[tuple[Path, int]],
+                most: int = MAX_READ) -> list[tuple[int, np.ndarray]]:
     """For each (recording, bytes read so far): the new offset and the caller side's levels
-    of the whole 100 ms windows written since (worker thread: file reads and numpy)."""
+    of the whole 100 ms windows written since, at most `most` bytes (worker thread: file
+    reads and numpy)."""
     out = []
     for path, offset in files:
         try:
             with open(path, "rb") as handle:
                 size = os.fstat(handle.fileno()).st_size
-                take = min(size - offset, MAX_READ)
+                take = min(size - offset, most)
                 take -= take % WINDOW_BYTES
                 if take <= 0:
                     out.append((offset, np.empty(0)))

@@ -66,6 +66,16 @@ def test_before_a_baseline_only_a_voice_well_over_the_floor_counts():
     assert started and started[0].baseline is None and started[0].threshold == -10.0
 
 
+def test_talk_before_the_answer_seeds_the_baseline():
+    """A caller who talked in the queue has a baseline at once: -14 dBFS is found at the
+    first second with the operator (without the seed it is under the -10 dBFS bar)."""
+    d = det.ShoutDetector(rule())
+    d.seed(windows((CALM, 4), (-70, 20)))
+    assert d.baseline == CALM
+    assert isinstance(d.feed(windows((-14, 1.5)))[0], det.ShoutStarted)
+    assert det.ShoutDetector(rule()).feed(windows((-14, 1.5))) == []
+
+
 def test_too_short_a_shout_is_not_one():
     d = det.ShoutDetector(rule(sustain=1.0))
     assert d.feed(windows((CALM, 5), (LOUD, 0.4), (CALM, 5), (LOUD, 0.4), (CALM, 3))) == []
@@ -206,11 +216,16 @@ def service(tmp_path: Path, **live) -> tuple[LiveProtection, FakeCalls, FakeAmi,
 
 
 def test_connected_follows_from_the_end_of_what_is_written(tmp_path):
-    live, _calls, _ami, _ = service(tmp_path)
+    live, _calls, _ami, base = service(tmp_path)
+    talk = (np.random.default_rng(3).standard_normal(8000 * 4) * 1000).astype(np.int16)
+    (tmp_path / f"{base.name}-stereo.raw").write_bytes(
+        stereo(talk, np.zeros_like(talk)) + b"\0" * (WINDOW_BYTES * 5 + 6))
     asyncio.run(live.connected("node-1795000000.42", desk="support", operator="op1001",
                                caller_channel=CALLER, member_channel=MEMBER))
     watch = live.watches["node-1795000000.42"]
-    assert watch.offset == WINDOW_BYTES * 5 and watch.detector.start == pytest.approx(0.5)
+    assert watch.offset == WINDOW_BYTES * 45 and watch.detector.start == pytest.approx(4.5)
+    # The 4 s of talk before the answer seeded the baseline (noise at RMS 1000: -30.3 dBFS).
+    assert watch.detector.baseline == pytest.approx(-30.3, abs=0.2)
 
 
 def test_not_followed_when_off_for_the_desk_or_without_a_stereo_recording(tmp_path):
