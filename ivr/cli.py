@@ -256,7 +256,7 @@ def operators() -> None:
 
 
 def _operator_call(config_path: str, work) -> None:
-    from ivr.ami.client import AmiClient, AmiError
+    from ivr.ami.client import AmiError, short_session
     from ivr.credentials import load_or_create
     from ivr.operators import OperatorError, OperatorService
     from ivr.service import CallService
@@ -272,22 +272,14 @@ def _operator_call(config_path: str, work) -> None:
     secrets = load_or_create(config.secrets_path, [o.endpoint for o in config.operators])
 
     async def run() -> None:
-        async def ignore(_event) -> None:
-            return None
-
-        ami = AmiClient(host="127.0.0.1", port=config.asterisk.ami_port,
-                        username=config.asterisk.ami_user, secret=secrets.ami_secret,
-                        on_event=ignore)
-        await ami.start()
-        try:
-            await ami.wait_connected()
-            async with Database(config.database_url) as db:
-                calls = CallService(CallStore(db), node=config.server.node_name)
-                service = OperatorService(ami.action, calls, journey,
-                                          [o.endpoint for o in config.operators])
-                await work(service)
-        finally:
-            await ami.stop()
+        async with short_session(port=config.asterisk.ami_port,
+                                 username=config.asterisk.ami_user,
+                                 secret=secrets.ami_secret) as ami, \
+                Database(config.database_url) as db:
+            calls = CallService(CallStore(db), node=config.server.node_name)
+            service = OperatorService(ami.action, calls, journey,
+                                      [o.endpoint for o in config.operators])
+            await work(service)
 
     try:
         asyncio.run(run())

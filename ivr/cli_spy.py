@@ -29,23 +29,13 @@ config_option = click.option(
 
 async def _with_ami(config: Config, work: Callable[[Any], Awaitable[Any]]) -> Any:
     """Log in to this server's AMI (the generated secret), run work(action), log out."""
-    from ivr.ami.client import AmiClient
+    from ivr.ami.client import short_session
     from ivr.credentials import load_or_create
 
     secrets = load_or_create(config.secrets_path, [o.endpoint for o in config.operators])
-
-    async def ignore(_event: Any) -> None:
-        return None
-
-    ami = AmiClient(host="127.0.0.1", port=config.asterisk.ami_port,
-                    username=config.asterisk.ami_user, secret=secrets.ami_secret,
-                    on_event=ignore)
-    await ami.start()
-    try:
-        await ami.wait_connected()
+    async with short_session(port=config.asterisk.ami_port, username=config.asterisk.ami_user,
+                             secret=secrets.ami_secret) as ami:
         return await work(ami.action)
-    finally:
-        await ami.stop()
 
 
 AmiRunner = Callable[[Config, Callable[[Any], Awaitable[Any]]], Awaitable[Any]]

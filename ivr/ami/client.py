@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from panoramisk import Manager
@@ -147,3 +148,20 @@ class AmiClient:
         except AmiError:
             return False
         return getattr(response, "success", False) or response.get("Response") == "Success"
+
+
+async def _ignore(_event: AmiEvent) -> None:
+    return None
+
+
+@asynccontextmanager
+async def short_session(*, port: int, username: str, secret: str) -> AsyncIterator[AmiClient]:
+    """One CLI command's AMI login on this machine (events ignored), logged out after."""
+    ami = AmiClient(host="127.0.0.1", port=port, username=username, secret=secret,
+                    on_event=_ignore)
+    await ami.start()
+    try:
+        await ami.wait_connected()
+        yield ami
+    finally:
+        await ami.stop()

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
+from tests.e2e.api_http import http
 from tests.e2e.conftest import support_desk_stack
 from tests.e2e.stack import Stack, wait_until
 
@@ -22,23 +21,6 @@ def stack(tmp_path_factory, prompt_cache):
     stack = support_desk_stack(tmp_path_factory, prompt_cache)
     yield stack
     stack.close()
-
-
-def http(stack: Stack, method: str, path: str, token: str | None = None,
-         body: object = None) -> tuple[int, dict]:
-    """A plain HTTP request, as curl would make it."""
-    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    request = urllib.request.Request(f"http://127.0.0.1:{stack.ports['web']}{path}",
-                                     data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
 
 
 def make_token(stack: Stack, name: str, role: str) -> str:

@@ -15,11 +15,11 @@ import socket
 import sqlite3
 import threading
 import time
-import urllib.request
 
 import numpy as np
 import pytest
 
+from tests.e2e.api_http import http
 from tests.e2e.conftest import make_stack
 from tests.e2e.journey_helpers import seconds
 from tests.e2e.recordings import noise
@@ -123,22 +123,6 @@ def found(peaks: list[float]) -> bool:
 
 def absent(peaks: list[float]) -> bool:
     return max(peaks) < ABSENT
-
-
-def http(stack: Stack, method: str, path: str, token: str | None = None,
-         body: object = None) -> tuple[int, dict]:
-    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    request = urllib.request.Request(f"http://127.0.0.1:{stack.ports['web']}{path}",
-                                     data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
 
 
 @pytest.fixture(scope="module")
