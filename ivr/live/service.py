@@ -251,7 +251,9 @@ class LiveProtection:
             case det.SecondStage(kind="escalate"):
                 self.counts["escalate"] += 1
                 desk = self.settings().escalate_desk
-                ok = await self._ami(watch, {
+                # Already there (the supervisor desk follows shouting too): no loop of
+                # escalations to the desk the caller is at.
+                ok = desk != watch.desk and await self._ami(watch, {
                     "Action": "Redirect", "Channel": watch.caller_channel,
                     "Context": "ivr-escalate", "Exten": desk, "Priority": "1"})
                 await self.calls.feature_event(call_id, "shout_second_stage", stage="escalate",

@@ -179,3 +179,42 @@ def test_shouting_alerted_softened_warned_recorded_as_it_was(stack):
     assert calm_record["operator"] in OPERATORS, calm_record  # it was connected, and followed
     assert not [e for e in calm_record["events"] if e["kind"].startswith("shout")]
     assert not [e for e in tap.events if e.get("CallId") == calm_record["id"]]
+
+
+def test_second_stage_escalate_takes_the_shouting_caller_to_the_supervisor(stack):
+    """`second_stage: escalate`, set through the settings as an admin would: the caller's own
+    channel goes to the supervisor desk (sv2001's phone rings with them), the operator's leg
+    ends, the recording goes on through both."""
+    stack.login("sv2001", "supervisor")
+    stack.operator("sv2001")
+    escalate = ('{"enabled": true, "soften_db": [6], "warning_after": 0, '
+                '"second_stage": "escalate", "second_after": 1, "escalate_desk": "supervisor", '
+                '"desks": {"supervisor": {"enabled": false}}}')
+    (stack.root / "live-escalate.json").write_text(escalate)
+    stack.ivr("settings", "set", "live", str(stack.root / "live-escalate.json"))
+    time.sleep(2.0)  # applied to the next call within a second
+    intro = intro_seconds(stack) + 1.5
+    loud_at, hangup_after = intro + 5.0, intro + 25.0
+    sent = noise(hangup_after, seed=1704, level=CALM)
+    sent[round(loud_at * RATE):round((loud_at + 5.0) * RATE)] = noise(5.0, seed=1705,
+                                                                       level=LOUD)
+    caller = stack.caller("0317000003", DID, hangup_after=hangup_after,
+                          pcap=lambda p: bursts_pcap(p, [(0.0, alaw_encode(sent))]))
+    result = caller.wait(180)
+    assert result.returncode == 0, (result.workdir / "screen.log").read_text()[-2000:]
+    sip = trace_times(caller)
+    rung = stack.phones["sv2001"].invites_received(since=sip["ack"] + loud_at,
+                                                   caller="0317000003")
+    print(f"\nLIVE escalated: the supervisor's phone rang {rung[0] - sip['ack'] - loud_at:.2f} s "
+          "after the loud onset" if rung else "\nLIVE escalated: the supervisor never rang")
+    assert rung, "the supervisor's phone never rang for the shouting caller"
+    record = stack.call_record(lambda c: c["caller"] == "0317000003" and c["recording_sha256"],
+                               timeout=90, what="the escalated call's record")
+    stage = [e for e in record["events"] if e["kind"] == "shout_second_stage"]
+    assert stage and stage[0]["data"]["stage"] == "escalate" and stage[0]["data"]["ok"]
+    escalated = [e for e in record["events"] if e["kind"] == "escalated"]
+    assert escalated and escalated[0]["data"]["desk"] == "supervisor", record["events"]
+    assert record["operator"] == "sv2001"  # the last operator: the supervisor answered
+    # One recording across both desks, as long as the call.
+    recording = call_recording(record)
+    assert abs(recording.duration - (sip["bye"] - sip["ok"])) <= 0.5

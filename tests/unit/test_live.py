@@ -292,6 +292,12 @@ def test_escalate_redirects_the_caller_to_the_supervisor_desk(tmp_path):
     assert calls.events[0][1]["stage"] == "escalate"
 
 
+def test_no_escalation_from_the_escalation_desk_itself(tmp_path):
+    live, calls, ami, _ = service(tmp_path, second_stage="escalate", escalate_desk="support")
+    run_actions(live, [det.SecondStage(9.0, "escalate", 16.0)])
+    assert ami.sent == [] and calls.events[0][1]["ok"] is False
+
+
 def test_odd_channel_names_never_reach_an_application_argument(tmp_path):
     live, _calls, ami, _ = service(tmp_path)
 
