@@ -37,7 +37,8 @@ def main() -> None:
 
     Every customer call is recorded from the first moment, hears the recording notice in
     full, and only then rings an operator's phone. Restrictions (block, rules), call-time
-    limits and feature codes protect the operators (protection.yaml, settings, audit).
+    limits, feature codes, live shouting protection and cool-downs protect the operators
+    (protection.yaml, settings, audit); supervisors listen in, whisper or barge (spy).
     """
     # Nothing the server writes (database, secrets, rendered configuration) is for others.
     os.umask(0o027)

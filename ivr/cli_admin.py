@@ -98,8 +98,8 @@ config_option = click.option(
 
 @click.group("settings")
 def settings_group() -> None:
-    """Protection settings in force (restrictions, limits, feature codes, cool-down): show,
-    set."""
+    """Protection settings in force (restrictions, limits, feature codes, live protection,
+    cool-down): show, set."""
 
 
 @settings_group.command("show")

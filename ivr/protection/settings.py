@@ -1,5 +1,5 @@
 """The protection settings as one validated document: restrictions, limits, feature codes,
-cool-down.
+live protection, cool-down.
 
 The file (`[protection] file` in ivr.toml, protection.yaml in the example) is the starting
 point; changes made through the CLI or the API are new versions of the same document in the
