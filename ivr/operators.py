@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ivr.ami.client import response_message as _message
+from ivr.ami.client import succeeded as _ok
 from ivr.journey import Journey
 from ivr.service import CallService
 
@@ -61,16 +63,6 @@ def member_operator(name: str) -> str:
     'PJSIP/op1001' or the MemberName 'op1001' -> 'op1001'."""
     name = name.split("/", 1)[-1] if "/" in name else name
     return name.split("@", 1)[0]
-
-
-def _ok(response: Any) -> bool:
-    items = response if isinstance(response, list) else [response]
-    return bool(items) and items[0].get("Response") == "Success"
-
-
-def _message(response: Any) -> str:
-    items = response if isinstance(response, list) else [response]
-    return items[0].get("Message", "") if items else ""
 
 
 class OperatorService:

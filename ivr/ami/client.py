@@ -150,6 +150,23 @@ class AmiClient:
         return getattr(response, "success", False) or response.get("Response") == "Success"
 
 
+def response_items(response: Any) -> list[Any]:
+    """An action's answer as a list (panoramisk gives one message, or a list for an event
+    list)."""
+    return response if isinstance(response, list) else [response]
+
+
+def succeeded(response: Any) -> bool:
+    """The action's own response said Success."""
+    items = response_items(response)
+    return bool(items) and hasattr(items[0], "get") and items[0].get("Response") == "Success"
+
+
+def response_message(response: Any) -> str:
+    items = response_items(response)
+    return (items[0].get("Message", "") or "") if items and hasattr(items[0], "get") else ""
+
+
 async def _ignore(_event: AmiEvent) -> None:
     return None
 

@@ -26,6 +26,9 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from ivr.ami.client import response_items as _items
+from ivr.ami.client import response_message
+from ivr.ami.client import succeeded as _ok
 from ivr.cooldown.policy import TRIGGER_EVENTS, Cooldown, decide, parse_reason, reason
 from ivr.cooldown.settings import CooldownSettings
 from ivr.model import CallRecord
@@ -37,15 +40,6 @@ log = logging.getLogger("ivr.cooldown")
 AmiAction = Callable[..., Awaitable[Any]]
 SWEEP_SECONDS = 5.0
 BY_WHOM = "cooldown"
-
-
-def _items(response: Any) -> list[Any]:
-    return response if isinstance(response, list) else [response]
-
-
-def _ok(response: Any) -> bool:
-    items = _items(response)
-    return bool(items) and items[0].get("Response") == "Success"
 
 
 class CooldownService:
@@ -150,7 +144,7 @@ class CooldownService:
                     "Paused": "true", "Reason": text}, as_list=False)
                 if not _ok(response):
                     log.info("event=cooldown_skipped operator=%s desk=%s reason=%r", operator,
-                             desk, _items(response)[0].get("Message", "") if response else "")
+                             desk, response_message(response))
                     continue
                 await self.calls.operator_action(operator, desk, "pause", detail=text,
                                                  by_whom=BY_WHOM)

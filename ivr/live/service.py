@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ivr.ami import events as ev
+from ivr.ami.client import response_message, succeeded
 from ivr.live import detector as det
 from ivr.live.settings import LiveSettings
 from ivr.recordings.analysis import WINDOW_S, window_levels
@@ -289,12 +290,10 @@ class LiveProtection:
                 log.warning("event=live_ami_failed call_id=%s action=%s error=%s",
                             watch.call_id, request["Action"], exc)
             return False
-        ok = (getattr(response, "success", None) is True
-              or (hasattr(response, "get") and response.get("Response") == "Success"))
+        ok = succeeded(response)
         if not ok and not quiet:
             log.warning("event=live_ami_refused call_id=%s action=%s response=%s",
-                        watch.call_id, request["Action"],
-                        response.get("Message") if hasattr(response, "get") else response)
+                        watch.call_id, request["Action"], response_message(response))
         return ok
 
 

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ivr.ami.client import response_items as _items
 from ivr.protection.service_settings import Actor
 from ivr.protection.store_audit import AuditStore
 from ivr.service import CallService
@@ -44,10 +45,6 @@ class SpyResult:
     def as_dict(self) -> dict[str, str]:
         return {"call_id": self.call_id, "phone": self.phone, "mode": self.mode,
                 "channel": self.channel, "state": "ringing"}
-
-
-def _items(response: Any) -> list[Any]:
-    return response if isinstance(response, list) else [response]
 
 
 class SpyService:
