@@ -22,6 +22,12 @@ from tests.e2e.rtp import alaw_encode
 PTIME = 0.02
 SAMPLES = 160
 DTMF_PT = 101
+# A sender quiet this long has hung up: stop answering it (as a phone stops at the BYE). Kept
+# on, the tone would go to a port Asterisk may hand to a later call, whose symmetric RTP then
+# latches onto this stale stream and sends that call's audio here (a CI failure: a refused
+# operator "heard" nothing). Asterisk sends continuously while a call is up (every channel is
+# recorded, transmit_silence = yes), and a sender that speaks again is answered again.
+QUIET_STOP = 2.0
 EVENTS = {**{str(d): d for d in range(10)}, "*": 10, "#": 11}
 
 
@@ -43,6 +49,7 @@ class _Sender:
     sent: int = 0
     keys: list[tuple[float, str]] = field(default_factory=list)  # (seconds after start, key)
     started: float = 0.0
+    heard: float = 0.0  # monotonic time of its last packet
 
 
 class RtpPeer:
@@ -96,7 +103,8 @@ class RtpPeer:
                 if now - next_tick > 0.2:  # fell far behind: do not burst
                     next_tick = now + PTIME
                 for sender in list(self._senders.values()):
-                    self._send(sender)
+                    if now - sender.heard < QUIET_STOP:
+                        self._send(sender)
 
     def _receive(self, data: bytes, addr: tuple[str, int]) -> None:
         seq, ts = struct.unpack("!HI", data[2:8])
@@ -108,6 +116,7 @@ class RtpPeer:
         if addr not in self._senders:
             self._senders[addr] = _Sender(addr, ssrc=0x1000 + len(self._senders),
                                           keys=list(self.keys), started=time.monotonic())
+        self._senders[addr].heard = time.monotonic()
 
     def _packet(self, s: _Sender, pt: int, payload: bytes, marker: bool, ts: int) -> None:
         header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, s.seq & 0xFFFF,
