@@ -78,6 +78,15 @@ def _columns(values: dict[str, Any]) -> dict[str, Any]:
 # The call path's writes as prepared statements (built and compiled once; the writer runs
 # consecutive ones as one executemany).
 _INSERT_EVENT = sa.insert(call_events)
+# ... unless the call has an event of that kind: decided by the database, so the call's first
+# report (AMI's and FastAGI's race; another node; an earlier run) waits for no commit.
+_INSERT_EVENT_ONCE = sa.insert(call_events).from_select(
+    ["call_id", "at", "kind", "data"],
+    sa.select(sa.bindparam("call_id", type_=sa.Text),
+              sa.bindparam("at", type_=call_events.c.at.type),
+              sa.bindparam("kind", type_=sa.Text), sa.bindparam("data", type_=sa.Text))
+    .where(~sa.exists().where(call_events.c.call_id == sa.bindparam("call_id", type_=sa.Text),
+                              call_events.c.kind == sa.bindparam("kind", type_=sa.Text))))
 # ... and its frequent reads (bound by :call_id_).
 _SELECT_CALL = sa.select(calls).where(calls.c.id == sa.bindparam("call_id_"))
 _CALL_EXISTS = sa.select(calls.c.id).where(calls.c.id == sa.bindparam("call_id_"))
@@ -131,12 +140,9 @@ class CallStore:
         direction: str = "inbound",
     ) -> bool:
         """Create the record unless it exists; True when this call created it. Waits for the
-        commit (once per call), queued behind the writes before it."""
-        stmt = insert_ignore(self._dialect, calls, {
-            "id": call_id, "node": node, "direction": direction,
-            "started_at": to_datetime(started_at), "source": source, "updated_at": self._now(),
-        })
-        return await self.db.writer.submit_wait(stmt) == 1
+        commit, queued behind the writes before it (`start_call` does not wait)."""
+        return await self.db.writer.submit_wait(
+            self._new_call(call_id, node, started_at, source, direction)) == 1
 
     async def update(self, call_id: str, *, only_if_null: bool = False, **values: Any) -> None:
         """Set columns (queued, not awaited); with only_if_null the first report of a fact
@@ -151,11 +157,25 @@ class CallStore:
         params.update(v_updated_at=self._now(), call_id_=call_id)
         self.db.writer.submit(_update_statement(tuple(sorted(columns)), only_if_null), params)
 
+    def start_call(self, call_id: str, *, node: str, started_at: float, source: str,
+                   direction: str = "inbound") -> None:
+        """Queue the record's insert (one already there is kept as it is); not awaited."""
+        self.db.writer.submit(self._new_call(call_id, node, started_at, source, direction))
+
+    def _new_call(self, call_id: str, node: str, started_at: float, source: str,
+                  direction: str) -> sa.Insert:
+        return insert_ignore(self._dialect, calls, {
+            "id": call_id, "node": node, "direction": direction,
+            "started_at": to_datetime(started_at), "source": source, "updated_at": self._now(),
+        })
+
     async def add_event(
-        self, call_id: str, kind: str, at: float, data: dict[str, Any] | None = None
+        self, call_id: str, kind: str, at: float, data: dict[str, Any] | None = None,
+        *, once: bool = False,
     ) -> None:
-        """Append to the call's timeline (queued, not awaited)."""
-        self.db.writer.submit(_INSERT_EVENT, {
+        """Append to the call's timeline (queued, not awaited); once: not if the call has an
+        event of this kind already."""
+        self.db.writer.submit(_INSERT_EVENT_ONCE if once else _INSERT_EVENT, {
             "call_id": call_id, "at": to_datetime(at), "kind": kind,
             "data": json.dumps(data or {}, ensure_ascii=False, sort_keys=True)})
 

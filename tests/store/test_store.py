@@ -227,6 +227,36 @@ async def test_call_service_lifecycle(store):
     assert record.to_json()["talk_seconds"] == 0.0
 
 
+async def test_call_reported_twice_has_one_start_and_waits_for_no_commit(store):
+    """AMI and FastAGI both report a call (here as two services, as two nodes or a restart
+    would): one record, one call_started event, FastAGI's source. The reports queue their
+    writes: nothing is committed until the writer's batch runs."""
+    ami = CallService(store, node="n1", clock=lambda: T0)
+    agi = CallService(store, node="n1", clock=lambda: T0 + 0.2)
+    assert await ami.call_started("c1", caller="0312345678", did=None, recording_path=None,
+                                  source=Source.AMI) is True
+    assert await ami.call_started("c1", caller=None, did="0399000000",
+                                  recording_path="/r/c1.wav", source=Source.CONTROLLER) is False
+    assert await agi.call_started("c1", caller="0312345678", did="0399000001",
+                                  recording_path=None, source=Source.CONTROLLER) is True
+    assert store.db.writer.pending > 0  # queued, not awaited
+    for i in range(3):  # one batch, one executemany of the once-only insert
+        await agi.call_started(f"d{i}", caller=None, did=None, recording_path=None,
+                               source=Source.AMI)
+        await ami.call_started(f"d{i}", caller=None, did=None, recording_path=None,
+                               source=Source.AMI)
+    record = await store.get("c1")
+    assert record is not None and record.source == "controller"
+    assert record.started_at == approx(T0) and record.answered_at == approx(T0)
+    assert (record.caller, record.did, record.recording_path) == (
+        "0312345678", "0399000000", "/r/c1.wav")
+    events = await store.events("c1")
+    assert [e["kind"] for e in events] == ["call_started"], events
+    assert events[0]["data"] == {"caller": "0312345678", "did": None, "source": "ami"}
+    for i in range(3):
+        assert [e["kind"] for e in await store.events(f"d{i}")] == ["call_started"]
+
+
 async def test_a_busy_database_is_retried_not_dropped(store, caplog):
     import sqlite3
 
