@@ -9,9 +9,10 @@ As root, after `make setup`. Starts Asterisk 22 and `ivr run` in a folder of the
 (bench/load_stack.py), then repeats a cycle of runs (--kinds): baseline (the same journey as
 plain dialplan, no controller), server, baseline, server... (baseline variants price one way
 of recording or one piece of the server's dialplan each: bench/load_stack.py). Each run is
-one SIPp placing --calls calls (at most --concurrency at once, --rate new ones a second) to
-the example's 'other' entry (greeting, notice, support desk), with continuous 20 ms RTP,
-answered by SIPp operators, talking --talk seconds, the caller hanging up. Figures per run
+one SIPp placing --calls calls (at most --concurrency at once, --rate new ones a second)
+through the example's greeting, notice and main menu (answered with an RFC 2833 key) to
+the support desk, with continuous 20 ms RTP, answered by SIPp operators, talking --talk
+seconds, the caller hanging up. Figures per run
 (bench/load_figures.py): calls completed and why not, the greeting's and the notice's first
 sound at the caller (by correlation), RTP gaps and loss at the caller, CPU-seconds per call
 of Asterisk and the controller (from /proc), the controller's memory, descriptors, asyncio
@@ -64,6 +65,7 @@ from bench.load_stack import (
     build_stack,
     calls_json,
     install_baseline,
+    menu_answers,
     operator_media_port,
     server_archives,
     set_live,
@@ -124,11 +126,13 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
     calls_seen = figures.sipp_calls(callers.peer.workdir / "messages.log")
     answered = [c.caller for c in calls_seen.values() if c.ok is not None]
     recorder_files: int | None = None
+    menu: dict[str, int] | None = None
     if server:
         # The server's per-call work after the hang-up (archive, hash, analysis) is part of
         # its cost: CPU is read once every answered call's recording is final.
         archives = server_archives(stack, answered, timeout=120 + calls * 0.5)
         recordings = figures.check_archives(calls_seen, archives)
+        menu = menu_answers(stack, answered)
     else:
         asterisk_quiet(stack)  # MixMonitor closes its files when the channel is gone
         folder = stack.data / "recordings" / BASELINE_FOLDER
@@ -169,7 +173,7 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
         "started": started, "sipp_seconds": round(sipp_done - started, 1),
         "measured_seconds": round(ended - started, 1), "sipp_exit": callers.peer.proc.returncode,
         "attempted": len(calls_seen), "completed": completed, "failed": failures,
-        "peak_concurrent": figures.peak_concurrent(calls_seen),
+        "peak_concurrent": figures.peak_concurrent(calls_seen), "menu": menu,
         "cpu_seconds": {k: round(v, 2) for k, v in cpu.items()},
         "cpu_per_call": per_call,
         "machine_cores_busy": round((busy1 - busy0) / max(1, total1 - total0)

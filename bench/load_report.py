@@ -75,6 +75,8 @@ ROWS = [
     ("recordings within 0.5 s of the call",
      lambda r: f"{r['recordings']['length_within_0_5s']}"),
     ("recordings with both sides", lambda r: f"{r['recordings']['both_sides']}"),
+    ("main menu: RFC 2833 key taken at the first prompt / answered (server's records)",
+     lambda r: _menu(r)),
     ("first audio (the greeting's first sound) after 200 OK, ms (p50/p95/p99)",
      lambda r: _q(r["first_audio_ms"])),
     ("first RTP packet after 200 OK, ms (p50/p95/p99)",
@@ -104,6 +106,14 @@ ROWS = [
     ("shouting callers alerted / answered (server-shout)", lambda r: _shout(r, "count")),
     ("onset → IvrShout alert, ms (p50/p95/p99; max)", lambda r: _shout(r, "after")),
 ]
+
+
+def _menu(run: dict) -> str:
+    menu = run.get("menu")
+    if not menu:
+        return "–"
+    others = ", ".join(f"{k}: {v}" for k, v in menu.items() if k != "main:2")
+    return f"{menu.get('main:2', 0)} / {sum(menu.values())}" + (f" ({others})" if others else "")
 
 
 def _shout(run: dict, what: str) -> str:
@@ -138,8 +148,9 @@ def markdown(report: dict) -> str:
            f"{m['cores']} cores, kernel {m['kernel']}. {s['concurrency']} concurrent, "
            f"{s['calls']} calls per run at {s['rate']:g}/s, {s['talk']:g} s talk, "
            f"{s['operators']} operator endpoints on one SIPp phone; SIPp on the same machine. "
-           f"Server: entry {s['entry']} (greeting, notice, support desk) with protection.yaml "
-           f"in force; baseline: the same journey as plain dialplan ({s['baseline_entry']}).",
+           f"Server: entry {s['entry']} (greeting, notice, the main menu answered with an "
+           "RFC 2833 key, support desk) with protection.yaml in force; baseline: the same "
+           f"journey as plain dialplan ({s['baseline_entry']}).",
            "", "## Runs", ""]
     out += _table(report["runs"])
     out += ["", "## CPU per call, server ÷ baseline (adjacent pairs)", "",

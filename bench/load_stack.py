@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.e2e.recordings import noise
-from tests.e2e.rtp import alaw_encode, bursts_pcap, caller_pcap, speech_alaw, tone_pcap
+from tests.e2e.rtp import alaw_encode, caller_pcap, speech_alaw, tone_pcap
 from tests.e2e.rtp_capture import alaw_decode
 from tests.e2e.scenarios import caller_scenario
 from tests.e2e.stack import (
@@ -36,7 +36,9 @@ from tests.e2e.stack import (
     wait_until,
 )
 
-SERVER_DID = "0399000000"  # the example's 'other' entry: greeting, notice, support desk
+SERVER_DID = "0399000000"  # the bench's entry: greeting, notice, the example's main menu
+MENU_KEY = "2"  # the example's main menu: 2 -> the support desk
+KEY_INTO_MENU = 1.5  # s into the main menu's prompt, the caller presses MENU_KEY (RFC 2833)
 # Server runs: live protection (protection.yaml `live`) on with calm callers, off, and on
 # with every caller shouting once (SHOUT: s into the talk, for how long, peak level).
 SERVER_KINDS = ("server", "server-nolive", "server-shout")
@@ -53,6 +55,9 @@ _REC = f"${{IVR_REC_DIR}}/{BASELINE_FOLDER}/${{FILTER(0-9,${{CALLERID(num)}})}}"
 _JOURNEY = [
     "Playback(${IVR_PROMPTS}/ja/welcome)",
     "Playback(${IVR_PROMPTS}/ja/notice)",
+    # The main menu (the server's: 5 s for a key after the prompt); every key leads to the
+    # support desk here, as MENU_KEY does in the server's.
+    "Read(BENCH_KEY,${IVR_PROMPTS}/ja/main_menu,1,,1,5)",
     "Wait(${IVR_NOTICE_GUARD})",
     "Queue(support,,,,${IVR_DEFAULT_WAIT})",
     "Hangup()",
@@ -126,6 +131,11 @@ def build_stack(root: Path, endpoints: int, talk: float,
     desk and start the operators' shared phone."""
     ops = operators(endpoints)
     journey = example_journey(open_now=True)
+    # The example's menus behind the 'other' entry's greeting and notice, on the bench's
+    # number: the caller answers the main menu with an RFC 2833 key.
+    journey["entries"]["bench"] = {"title": "load bench", "numbers": [SERVER_DID],
+                                   "language": "ja", "greeting": "welcome",
+                                   "start": {"menu": "main"}}
     journey["desks"]["support"]["members"] = ops
     for desk in ("sales", "billing", "supervisor"):
         journey["desks"][desk]["members"] = ops[:1]
@@ -196,17 +206,20 @@ class Callers:
 def start_callers(stack: Stack, workdir: Path, *, did: str, prefix: str, calls: int,
                   concurrency: int, rate: float, talk: float, shout: bool = False) -> Callers:
     """One SIPp placing `calls` calls, at most `concurrency` at once, `rate` new calls a
-    second; each caller sends continuous 20 ms speech and hangs up `talk` s after the
-    operator should have answered (greeting + notice + guard + ring). shout: every caller
-    turns loud at shout_at() of its pcap (SHOUT)."""
-    hangup_after = intro_seconds(stack) + 0.5 + 0.8 + 1.0 + talk
+    second; each caller sends continuous 20 ms speech, presses MENU_KEY KEY_INTO_MENU s into
+    the main menu, and hangs up `talk` s after the operator should have answered (greeting +
+    notice + the key + guard + ring). shout: every caller turns loud at shout_at() of its
+    pcap (SHOUT)."""
+    key_at = intro_seconds(stack) + KEY_INTO_MENU
+    hangup_after = key_at + 0.5 + 0.8 + 1.0 + talk
     workdir.mkdir(parents=True)
     numbers = [f"{prefix}{n:05d}" for n in range(calls)]
     (workdir / "callers.csv").write_text("SEQUENTIAL\n" + "".join(f"{c};\n" for c in numbers))
+    keys = [(key_at, MENU_KEY)]
     if shout:
-        shout_pcap(workdir / "caller.pcap", hangup_after, shout_at(hangup_after, talk))
+        shout_pcap(workdir / "caller.pcap", hangup_after, shout_at(hangup_after, talk), keys)
     else:
-        caller_pcap(workdir / "caller.pcap", hangup_after)
+        caller_pcap(workdir / "caller.pcap", hangup_after, keys)
     (workdir / "caller.xml").write_text(
         caller_scenario(pcap="caller.pcap", hangup_after=hangup_after))
     peer = SippPeer(workdir, [
@@ -242,13 +255,25 @@ def shout_at(hangup_after: float, talk: float) -> float:
     return hangup_after - talk + SHOUT[0]
 
 
-def shout_pcap(path: Path, seconds: float, loud_at: float) -> Path:
+def shout_pcap(path: Path, seconds: float, loud_at: float,
+               keys: list[tuple[float, str]]) -> Path:
     """The bench's speech with SHOUT's loud stretch (known noise) in place of it."""
     _at, length, level = SHOUT
     audio = alaw_decode(speech_alaw(seconds))
     start = round(loud_at * 8000)
     audio[start:start + round(length * 8000)] = noise(length, seed=1716, level=level)
-    return bursts_pcap(path, [(0.0, alaw_encode(audio))])
+    return caller_pcap(path, seconds, keys, audio=alaw_encode(audio))
+
+
+def menu_answers(stack: Stack, numbers: list[str]) -> dict[str, int]:
+    """How these callers' calls went through the menus, as the server recorded them
+    (`menu_path`: "main:2" is the key at the first prompt; "main:- main:2" after a retry)."""
+    wanted, found = set(numbers), {}
+    for call in calls_json(stack, len(numbers) + 50):
+        if call["caller"] in wanted:
+            path = call.get("menu_path") or "none"
+            found[path] = found.get(path, 0) + 1
+    return dict(sorted(found.items(), key=lambda kv: -kv[1]))
 
 
 def set_live(stack: Stack, enabled: bool) -> None:

@@ -70,12 +70,15 @@ def _record(at: float, frame: bytes) -> bytes:
     return struct.pack("<IIII", sec, usec, len(frame), len(frame)) + frame
 
 
-def caller_pcap(path: Path, seconds: float, keys: list[tuple[float, str]] | None = None) -> Path:
-    """Write `seconds` of caller RTP with key presses at (offset, key) into `path`."""
+def caller_pcap(path: Path, seconds: float, keys: list[tuple[float, str]] | None = None,
+                *, audio: bytes | None = None) -> Path:
+    """Write `seconds` of caller RTP with key presses at (offset, key) into `path`. audio:
+    A-law to send instead of Debian's looped speech, each packet the slice of its own time
+    (what a key press replaces is left out, the rest stays where it was)."""
     header, speech = read_pcap(PCAP_DIR / "g711a.pcap")
     template = speech[0].data
     # Re-cut Debian's 30 ms packets into the usual 20 ms ones.
-    stream = b"".join(_rtp(p.data)[2] for p in speech)
+    stream = b"".join(_rtp(p.data)[2] for p in speech) if audio is None else audio
     chunks = [stream[k:k + 160] for k in range(0, len(stream) - 159, 160)]
     step = len(chunks[0]) / 8000
     presses = []
@@ -88,6 +91,8 @@ def caller_pcap(path: Path, seconds: float, keys: list[tuple[float, str]] | None
     seq, ts, t, i, marker = 1000, 8000, 0.0, 0, True
     for at, packets in [*presses, (seconds + 1e9, [])]:
         while t + step <= min(at - KEY_GAP / 2, seconds):
+            if audio is not None:
+                i = round(t / step)
             out.append((t, _frame(template, 8, marker, seq, ts, chunks[i % len(chunks)])))
             marker, seq, ts, t, i = False, seq + 1, ts + len(chunks[0]), t + step, i + 1
         if at > seconds:

@@ -19,3 +19,9 @@ def test_bench_smoke(tmp_path_factory, prompt_cache):
         assert run["attempted"] == run["completed"] == 30, summary
         assert rec["present"] == 30 and rec["missing"] == 0, (summary, rec)
         assert rec["both_sides"] == 30, (summary, rec["problems"])
+    # The journey's menu step: every server call went through the main menu, and SIPp's
+    # RFC 2833 key reached it (one caller is enough to show it; how many took it at the
+    # first prompt is the bench's figure, as it depends on timing).
+    menu = runs[1]["menu"]
+    assert sum(menu.values()) == 30 and all(path.startswith("main:") for path in menu), menu
+    assert any(path.split()[-1] == "main:2" for path in menu), menu
