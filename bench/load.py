@@ -2,7 +2,7 @@
 
     make bench                                  # 100 concurrent, 2 baseline/server pairs
     .venv/bin/python -m bench.load [--concurrency 100] [--calls 200] [--rate 10] [--talk 10]
-                                   [--pairs 2] [--kinds baseline,server] [--profile]
+                                   [--pairs 2] [--kinds baseline,server] [--profile] [--no-rest]
                                    [--knee [--knee-steps 100,150,200,250]]
 
 As root, after `make setup`. Starts Asterisk 22 and `ivr run` in a folder of their own
@@ -12,11 +12,12 @@ of recording or one piece of the server's dialplan each: bench/load_stack.py). E
 one SIPp placing --calls calls (at most --concurrency at once, --rate new ones a second)
 through the example's greeting, notice and main menu (answered with an RFC 2833 key) to
 the support desk, with continuous 20 ms RTP, answered by SIPp operators, talking --talk
-seconds, the caller hanging up. Figures per run
-(bench/load_figures.py): calls completed and why not, the greeting's and the notice's first
-sound at the caller (by correlation), RTP gaps and loss at the caller, CPU-seconds per call
-of Asterisk and the controller (from /proc), the controller's memory, descriptors, asyncio
-tasks and FastAGI round-trips, and every call's recording checked from its file. --knee then
+seconds, the caller hanging up. Figures per run (bench/load_figures.py): calls completed
+and why not, how the menu was answered, the greeting's and the notice's first sound at the
+caller (by correlation), RTP gaps and loss at the caller, CPU-seconds per call of Asterisk
+and the controller (from /proc), the controller's memory, descriptors, asyncio tasks and
+FastAGI round-trips, at load and at rest (3 calls before each server run, unless
+--no-rest), and every call's recording checked from its file. --knee then
 steps the concurrency up (server runs only) until a call fails, a recording is incomplete or
 the RTP gap p99 passes 60 ms.
 
@@ -53,6 +54,7 @@ from bench.load_probe import (
     proc_cpu,
     runqueue_wait,
 )
+from bench.load_rest import at_rest
 from bench.load_stack import (
     ASTERISK_RTP,
     BASELINE_DID,
@@ -80,9 +82,11 @@ GAP_LIMIT_MS = 60.0  # the knee: RTP gap p99 at the caller above this is no long
 
 
 def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int,
-            rate: float, talk: float, profile: Path | None = None) -> dict:
+            rate: float, talk: float, profile: Path | None = None,
+            rest: bool = False) -> dict:
     """One SIPp run against the server or the baseline; its figures as a dict. profile: a
-    folder for a py-spy profile of the controller (server runs only)."""
+    folder for a py-spy profile of the controller (server runs only); rest: the controller
+    at rest first (bench/load_rest.py, server runs only)."""
     server = kind in SERVER_KINDS
     if server:
         live = kind != "server-nolive"
@@ -98,6 +102,7 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
         owner = rec_root.stat()
         os.chown(folder, owner.st_uid, owner.st_gid)
     asterisk_quiet(stack)
+    resting = at_rest(stack, index) if rest and server else None
     ast = asterisk_pid(stack.asterisk.pid)
     ctl = stack.controller.pid
     capture = CallerRtp(ASTERISK_RTP, (CALLER_RTP_BASE, CALLER_RTP_BASE + 9999),
@@ -174,6 +179,7 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
         "measured_seconds": round(ended - started, 1), "sipp_exit": callers.peer.proc.returncode,
         "attempted": len(calls_seen), "completed": completed, "failed": failures,
         "peak_concurrent": figures.peak_concurrent(calls_seen), "menu": menu,
+        "at_rest": resting,
         "cpu_seconds": {k: round(v, 2) for k, v in cpu.items()},
         "cpu_per_call": per_call,
         "machine_cores_busy": round((busy1 - busy0) / max(1, total1 - total0)
@@ -255,9 +261,10 @@ def healthy(run: dict) -> bool:
 def bench(root: Path, *, concurrency: int, calls: int, rate: float, talk: float, pairs: int,
           knee_steps: list[int] | None = None, prompt_cache: Path | None = None,
           kinds: tuple[str, ...] = ("baseline", "server"),
-          save: Callable[[dict], None] | None = None, profile: Path | None = None) -> dict:
+          save: Callable[[dict], None] | None = None, profile: Path | None = None,
+          rest: bool = True) -> dict:
     """save: called with the report so far after every run (an interrupted bench keeps
-    what it measured)."""
+    what it measured); rest: each server run measures the controller at rest first."""
     endpoints = max([concurrency, *(knee_steps or [])])
     stack = build_stack(root, endpoints, talk, prompt_cache)
     runs: list[dict] = []
@@ -283,7 +290,7 @@ def bench(root: Path, *, concurrency: int, calls: int, rate: float, talk: float,
             for kind in kinds:
                 index += 1
                 runs.append(one_run(stack, kind, index, concurrency=concurrency, calls=calls,
-                                    rate=rate, talk=talk, profile=profile))
+                                    rate=rate, talk=talk, profile=profile, rest=rest))
                 done(runs[-1])
         if knee_steps:
             knee = {"steps": [], "knee": None}
@@ -321,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--knee", action="store_true", help="then step the load up")
     parser.add_argument("--knee-steps", default="100,150,200,250")
     parser.add_argument("--keep", action="store_true", help="keep the stack's folder")
+    parser.add_argument("--no-rest", action="store_true",
+                        help="skip the controller-at-rest measurement (3 calls before each "
+                             "server run: FastAGI round-trips and CPU per call at rest)")
     parser.add_argument("--profile", action="store_true",
                         help="sample the controller with py-spy in server runs (collapsed "
                              "stacks in bench/results/profile-<time>/)")
@@ -345,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
                        kinds=tuple(k for k in args.kinds.split(",") if k),
                        knee_steps=[int(x) for x in args.knee_steps.split(",")]
                        if args.knee else None, save=save,
-                       profile=RESULTS / f"profile-{stamp}" if args.profile else None)
+                       profile=RESULTS / f"profile-{stamp}" if args.profile else None,
+                       rest=not args.no_rest)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -99,10 +99,14 @@ ROWS = [
      lambda r: f"{r['controller']['fds_peak']} / {r['controller']['asyncio_tasks_peak']}"),
     ("controller's loop thread: s waiting for a CPU (whole run)",
      lambda r: f"{r['controller'].get('loop_runqueue_wait_s', '–')}"),
-    ("FastAGI GET VARIABLE p50/p99 ≤ ms",
-     lambda r: _agi(r, "GET VARIABLE")),
-    ("FastAGI SET VARIABLE p50/p99 ≤ ms",
-     lambda r: _agi(r, "SET VARIABLE")),
+    ("controller CPU-s per call at rest (3 calls, before the load)",
+     lambda r: f"{(r.get('at_rest') or {}).get('controller_cpu_per_call', '–')}"),
+    ("FastAGI GET VARIABLE p50/p99 ≤ ms, at load",
+     lambda r: _agi(r["controller"], "GET VARIABLE")),
+    ("... at rest", lambda r: _agi(r.get("at_rest"), "GET VARIABLE")),
+    ("FastAGI SET VARIABLE p50/p99 ≤ ms, at load",
+     lambda r: _agi(r["controller"], "SET VARIABLE")),
+    ("... at rest", lambda r: _agi(r.get("at_rest"), "SET VARIABLE")),
     ("shouting callers alerted / answered (server-shout)", lambda r: _shout(r, "count")),
     ("onset → IvrShout alert, ms (p50/p95/p99; max)", lambda r: _shout(r, "after")),
 ]
@@ -125,8 +129,8 @@ def _shout(run: dict, what: str) -> str:
     return f"{_q(shout['alert_after_ms'])}; {shout['alert_after_max_ms']}"
 
 
-def _agi(run: dict, verb: str) -> str:
-    row = run["controller"]["agi_round_trip"].get(verb)
+def _agi(figures: dict | None, verb: str) -> str:
+    row = (figures or {}).get("agi_round_trip", {}).get(verb)
     if not row:
         return "–"
     return f"{row['p50_ms_le']:g} / {row['p99_ms_le']:g} (n={row['n']:g})"

@@ -117,8 +117,8 @@ def calls_from_rows(rows: list[dict[str, str]]) -> list[CdrCall]:
         ended = max(_float(r["end"]) or started for r in own)
         answered = [r for r in own if r["dstchannel"] and r["disposition"] == "ANSWERED"
                     and r["lastapp"] == "Queue"]
-        desk = next((r["desk"] for r in own if r["desk"]), None)
-        notice = next((r["notice"] for r in own if r["notice"]), "")
+        desk = _first(own, "desk")
+        notice = _first(own, "notice") or ""
         if answered:
             outcome = Outcome.ANSWERED
         elif desk:
@@ -135,12 +135,12 @@ def calls_from_rows(rows: list[dict[str, str]]) -> list[CdrCall]:
             CdrCall(
                 call_id=call_id,
                 caller=first["src"] or None,  # normalised by the call service
-                did=first["did"] or first["dst"] or None,
+                did=_first(own, "did") or first["dst"] or None,
                 started_at=started,
                 ended_at=ended,
                 desk=desk,
                 operator=_endpoint(answered[-1]["dstchannel"]) if answered else None,
-                recording=next((r["recording"] for r in own if r["recording"]), None),
+                recording=_first(own, "recording"),
                 failsafe=any(r["path"] == "failsafe" for r in own),
                 outcome=outcome,
                 notice=notice,
@@ -149,15 +149,21 @@ def calls_from_rows(rows: list[dict[str, str]]) -> list[CdrCall]:
     return calls
 
 
+def _first(rows: list[dict[str, str]], field: str) -> str | None:
+    """The first value of a field the call's rows have (the dialplan writes some of them at
+    the hang-up: they are on its last row only)."""
+    return next((r[field] for r in rows if r[field]), None)
+
+
 def _outbound_call(call_id: str, own: list[dict[str, str]], started: float,
                    ended: float) -> CdrCall:
     """An operator's outbound call (the fail-safe let only emergency numbers out)."""
     dialled = [r for r in own if r["lastapp"] == "Dial" and r["dstchannel"]]
     answered = any(r["disposition"] == "ANSWERED" for r in dialled)
     return CdrCall(
-        call_id=call_id, caller=None, did=own[0]["did"] or None, started_at=started,
+        call_id=call_id, caller=None, did=_first(own, "did"), started_at=started,
         ended_at=ended, desk=None, operator=_endpoint(own[0]["channel"]) or None,
-        recording=next((r["recording"] for r in own if r["recording"]), None),
+        recording=_first(own, "recording"),
         failsafe=any(r["path"].endswith("failsafe") for r in own),
         outcome=(Outcome.ANSWERED if answered else
                  Outcome.UNANSWERED if dialled else Outcome.REFUSED),

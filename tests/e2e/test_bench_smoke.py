@@ -10,7 +10,7 @@ from bench.load import bench
 
 def test_bench_smoke(tmp_path_factory, prompt_cache):
     report = bench(tmp_path_factory.mktemp("bench") / "stack", concurrency=10, calls=30,
-                   rate=5, talk=2, pairs=1, prompt_cache=prompt_cache)
+                   rate=5, talk=2, pairs=1, prompt_cache=prompt_cache, rest=False)
     runs = report["runs"]
     assert [r["kind"] for r in runs] == ["baseline", "server"]
     for run in runs:

@@ -164,6 +164,7 @@ def test_failsafe_when_controller_is_down(stack):
                                timeout=40, what="fail-safe call imported")
     assert record["source"] == "cdr"
     assert record["failsafe"] is True
+    assert record["did"] == DID  # written into the CDR at the hang-up ([ivr-cdr-facts])
     assert record["desk"] == "support"
     assert record["operator"] == "op1001"
     assert record["outcome"] == "answered"
