@@ -147,7 +147,7 @@ class AmiClient:
             response = await self.action({"Action": "Ping"}, timeout=2, as_list=False)
         except AmiError:
             return False
-        return getattr(response, "success", False) or response.get("Response") == "Success"
+        return succeeded(response)
 
 
 def response_items(response: Any) -> list[Any]:
