@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -43,34 +44,67 @@ PCAP_DIR = Path("/usr/share/sip-tester")
 IVR = PROJECT / ".venv" / "bin" / "ivr"
 
 
-def free_port(kind: int = socket.SOCK_STREAM, *, also_udp: bool = False) -> int:
-    while True:
+# Ports the tests choose and bind later (SIP, AMI, the SIPp phones' SIP and media ports) come
+# from a pool below the kernel's ephemeral range (32768-60999 here), and each is handed out once
+# per test run: a port chosen free and bound minutes later (an operator's phone started by a
+# later test) was otherwise free for any socket bound to port 0 meanwhile (SIPp's pcap players,
+# RTP captures) or for a port another stack's test chose. Each stack's Asterisk RTP range is a
+# block of its own, below the pool. The bench's fixed ranges (Asterisk 20000-23999, SIPp media
+# from 30000) are outside both.
+PORT_POOL = range(24000, 30000)
+RTP_BLOCKS = range(10000, 20000, 1000)
+_handed_out: set[int] = set()
+_next = [random.randrange(len(PORT_POOL))]
+_rtp_blocks_used = [random.randrange(len(RTP_BLOCKS))]
+
+
+def _bindable(port: int, kinds: tuple[int, ...]) -> bool:
+    for kind in kinds:
         with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if not also_udp:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def _reserve(count: int, kinds: tuple[int, ...]) -> int:
+    """The first of `count` consecutive pool ports, none handed out before, all bindable now
+    (for every socket kind in `kinds`); the first is even if count > 1 (RTP's convention)."""
+    for attempt in range(2 * len(PORT_POOL)):
+        if attempt == len(PORT_POOL):
+            _handed_out.clear()  # a whole pool used in one run: reuse, bindable ones only
+        port = PORT_POOL[_next[0] % len(PORT_POOL)]
+        _next[0] += count
+        if count > 1:
+            port -= port % 2
+        block = range(port, port + count)
+        if block[-1] in PORT_POOL and not _handed_out.intersection(block) \
+                and all(_bindable(p, kinds) for p in block):
+            _handed_out.update(block)
             return port
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
+    raise RuntimeError(f"no {count} free port(s) left in {PORT_POOL}")
+
+
+def free_port(kind: int = socket.SOCK_STREAM, *, also_udp: bool = False) -> int:
+    """A port of the test pool, free now for `kind` (and UDP too if also_udp)."""
+    kinds = (kind, socket.SOCK_DGRAM) if also_udp and kind != socket.SOCK_DGRAM else (kind,)
+    return _reserve(1, kinds)
 
 
 def free_udp_pair_base() -> int:
-    """An even UDP port whose neighbour is free too (RTP + RTCP)."""
-    while True:
-        port = free_port(socket.SOCK_DGRAM)
-        port -= port % 2
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, \
-                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
+    """An even UDP port for a SIPp's media (-mp): SIPp binds it and port + 2 (audio and
+    video); the 4 ports from it are reserved (RTP + RTCP of each)."""
+    return _reserve(4, (socket.SOCK_DGRAM,))
+
+
+def asterisk_rtp_range() -> tuple[int, int]:
+    """A stack's Asterisk RTP range: the next of ten 1000-port blocks below the pool (a test
+    run's stacks are closed one module after another, so a block is reused only after nine
+    other stacks)."""
+    start = RTP_BLOCKS[_rtp_blocks_used[0] % len(RTP_BLOCKS)]
+    _rtp_blocks_used[0] += 1
+    return start, start + 998
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
@@ -159,6 +193,17 @@ class SippPeer:
                 self.proc.kill()
                 self.proc.wait()
 
+    def why_it_stopped(self) -> str:
+        """SIPp's own error lines (its error file, then its screen), for a peer that exited
+        early (a port taken, a bad pcap); the final statistics screen says nothing of it."""
+        lines = []
+        for name in ("errors.log", "screen.log"):
+            path = self.workdir / name
+            if path.exists():
+                lines += [f"{name}: {line}" for line in path.read_text(errors="replace")
+                          .splitlines() if re.search(r"(?i)error|unable|can't|cannot", line)]
+        return f"SIPp exited ({self.args}): " + ("\n".join(lines[-10:]) or "no error line")
+
     def messages(self) -> list[tuple[float, str, str]]:
         return parse_message_trace(self.workdir / "messages.log")
 
@@ -215,7 +260,7 @@ class Stack:
             "agi": free_port(),
             "web": free_port(),
         }
-        rtp = free_udp_pair_base()
+        rtp_start, rtp_end = asterisk_rtp_range()
         shared = free_port(socket.SOCK_DGRAM)
         self.operators = {op: shared if shared_phone else free_port(socket.SOCK_DGRAM)
                           for op in operators}
@@ -235,8 +280,8 @@ log_level = "debug"
 [asterisk]
 sip_port = {self.ports['sip']}
 ami_port = {self.ports['ami']}
-rtp_start = {max(10000, rtp - rtp % 1000)}
-rtp_end = {max(10000, rtp - rtp % 1000) + 998}
+rtp_start = {rtp_start}
+rtp_end = {rtp_end}
 
 [agi]
 port = {self.ports['agi']}
@@ -385,7 +430,7 @@ dir = "{self.journey_dir}"
         self.peers.append(peer)
         self.phones[endpoint] = peer
         time.sleep(0.3)
-        assert peer.proc.poll() is None, (workdir / "screen.log").read_text()[-1000:]
+        assert peer.proc.poll() is None, peer.why_it_stopped()
         return peer
 
     def caller(

@@ -296,8 +296,8 @@ def test_end_and_refuse_closes_ends_and_blocks(stack):
     assert ("op1001", "operator", "block.add", f"block:{row['id']}") in audit, audit
     # A later call from the number is refused by the inbound check; no operator rings.
     stack.login("op1003", "support")
-    watcher = stack.operator("op1003")  # a phone that would answer, were it rung
     try:
+        watcher = stack.operator("op1003")  # a phone that would answer, were it rung
         again = stack.caller(number, DID, hangup_after=60.0, accept_bye=True)
         assert again.wait(120).returncode == 0, again.workdir
     finally:
