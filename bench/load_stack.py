@@ -73,11 +73,10 @@ _CHANSPY = ("Originate(Local/rec@ivr-recorder/n,exten,ivr-recorder-sink,s,1,,"
 _MIXMONITOR_STEREO = "MixMonitor(${BENCH_REC}.raw,D)"
 
 
-# The server's IVR-time watchdog ([ivr-cap]: a Local pair waiting out the cap beside the
-# caller, stopped when an operator answers), and the same waiting with Read() instead of
-# Wait(): with transmit_silence on, Wait() makes each half send 50 silent frames a second
-# through the pair; Read() without a prompt waits on the channel without a generator.
-_CAP = ["Set(__IVR_CALLER_CHANNEL=${CHANNEL})", "Gosub(ivr-cap,start,1)"]
+# The IVR-time watchdog the server had until issue 16 (a Local pair waiting out the cap beside
+# the caller, stopped when an operator answers; Read(), not Wait(): with transmit_silence on,
+# Wait() makes each half send 50 silent frames a second through the pair). The server now
+# uses the caller's TIMEOUT(absolute); this prices what that saved.
 _CAP_READ = ["Set(__IVR_CALLER_CHANNEL=${CHANNEL})", "Gosub(bench-capread,start,1)"]
 EXTRA_CONTEXTS = {
     "bench-capread": [
@@ -112,8 +111,6 @@ BASELINES = {
     "baseline-stereo": Baseline("0399999996", [*_START, _MIXMONITOR_STEREO, *_JOURNEY],
                                 "stereo"),
     "baseline-none": Baseline("0399999995", [*_START, *_JOURNEY], "none"),
-    "baseline-cap": Baseline("0399999994", [*_START, _MIXMONITOR_STEREO, *_CAP, *_JOURNEY],
-                             "stereo"),
     "baseline-capread": Baseline("0399999993",
                                  [*_START, _MIXMONITOR_STEREO, *_CAP_READ, *_JOURNEY],
                                  "stereo"),

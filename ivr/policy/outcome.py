@@ -89,7 +89,7 @@ def decide_hangup_by(
         if event["kind"] == "end_and_refuse":
             # The operator's feature code: the dialplan hung up on their word.
             return "operator"
-        # The dialplan ended the call because of a limit ([ivr-limit-closing], [ivr-cap]).
+        # The dialplan ended the call because of a limit ([ivr-limit-closing], [ivr-cap-reached]).
         if event["kind"] == "talk_limit_reached":
             return "limit"
         if event["kind"] == "ivr_time_cap":

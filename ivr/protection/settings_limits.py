@@ -9,7 +9,8 @@
         repeat: 300
       max_ivr_time: 900           # most seconds a caller spends in menus and queues
 
-Asterisk enforces all of it (asterisk/extensions.conf.j2, [ivr-member] and [ivr-cap]);
+Asterisk enforces all of it (asterisk/extensions.conf.j2: [ivr-member]; the cap is the caller's
+TIMEOUT(absolute), lifted in [ivr-member-connected]);
 ivr/protection/rules_limits.py picks the limit for one call.
 """
 

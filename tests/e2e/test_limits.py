@@ -33,6 +33,7 @@ from tests.e2e.xcorr import find
 LIMITED = "0501230001"  # desk 'limited' (op1002 answers): talk limit 16 s, warning 8 s
 FLAGGED_DESK = "0501230002"  # desk 'limited_b' (op1003 answers): same limits
 NOBODY = "0501230003"  # desk 'nobody' (op1001 rings, never answers), waits up to 120 s
+LONG = "0501230004"  # desk 'long' (sv2001 answers): no talk limit
 # The warning time is longer than the warning prompt (5.9 s): Dial plays it to the end before
 # its own side leaves the bridge, so a longer prompt delays the closing (measured).
 LIMIT, WARNING, FLAG_LIMIT, CAP = 16.0, 8.0, 10.0, 30.0
@@ -47,9 +48,10 @@ def journey() -> dict:
     data["desks"]["limited"] = {"members": ["op1002"], "max_wait": 60}
     data["desks"]["limited_b"] = {"members": ["op1003"], "max_wait": 60}
     data["desks"]["nobody"] = {"members": ["op1001"], "max_wait": 120, "ring_timeout": 5}
+    data["desks"]["long"] = {"members": ["sv2001"], "max_wait": 60}
     for name, number, desk in (("limited", LIMITED, "limited"),
                                ("limited_b", FLAGGED_DESK, "limited_b"),
-                               ("nobody", NOBODY, "nobody")):
+                               ("nobody", NOBODY, "nobody"), ("long", LONG, "long")):
         data["entries"][name] = {"numbers": [number], "language": "ja", "greeting": None,
                                  "start": {"desk": desk}}
     return data
@@ -95,11 +97,13 @@ def stack(tmp_path_factory, prompt_cache):
     stack.login("op1001", "nobody")
     stack.login("op1002", "limited", "support")
     stack.login("op1003", "limited_b")
+    stack.login("sv2001", "long")
     stack.operator("op1001", scenario="operator_noanswer.xml")
     # A quiet operator: the announcements stand out in what the caller hears.
     quiet = lambda p: tone_pcap(p, 60.0, level=0.03)  # noqa: E731
     stack.operator("op1002", pcap=quiet)
     stack.operator("op1003", pcap=quiet)
+    stack.operator("sv2001", pcap=quiet)
     yield stack
     stack.close()
 
@@ -295,6 +299,23 @@ def test_ivr_time_cap(stack):
     assert abs(held - CAP) <= TOL, held
     record = by_caller(stack, "0355111003")
     assert record["hangup_by"] == "ivr_cap", record
+
+
+def test_ivr_time_cap_is_lifted_when_an_operator_answers(stack):
+    """A caller connected before the cap talks past it: the cap (the caller's
+    TIMEOUT(absolute)) was lifted on the caller's channel as the operator answered."""
+    talk_until = CAP + 6.0  # s after the answer; the desk has no talk limit
+    caller = stack.caller("0355111006", LONG, hangup_after=talk_until, accept_bye=True)
+    assert caller.wait(120).returncode == 0, (caller.workdir / "screen.log").read_text()
+    answered = caller_answered(caller)
+    byes = [(at, what) for at, what, _ in caller.messages() if "| BYE " in what]
+    assert byes and "sent" in byes[0][1], byes  # the caller hung up, nobody else
+    assert byes[0][0] - answered >= talk_until - 0.5, (answered, byes)
+    ack, bye, _ = phone_window(stack.phones["sv2001"], "0355111006", caller.started_at)
+    assert ack - answered < CAP < bye - answered, (answered, ack, bye)  # connected in time
+    record = by_caller(stack, "0355111006")
+    assert record["hangup_by"] == "caller", record
+    assert not [e for e in record["events"] if e["kind"] == "ivr_time_cap"], record["events"]
 
 
 def test_limit_holds_with_the_controller_killed(stack):

@@ -271,8 +271,34 @@ def test_one_recorder_unless_the_wall_clock_one_is_asked_for(tmp_path):
     with_timeline = rendered(tmp_path / "t", "[recording]\ntimeline = true\n")
     assert re.search(r"^IVR_REC_WALLCLOCK = 1$",
                      (with_timeline / "extensions.conf").read_text(), re.M)
-    # The watchdog and the recorder's sink wait without a silence generator.
-    for context in ("ivr-recorder-sink", "ivr-cap"):
-        body = text.split(f"\n[{context}]\n")[1].split("\n[")[0]
-        lines = [x for x in body.splitlines() if not x.strip().startswith(";")]
-        assert not any("Wait(" in x for x in lines), context
+    # The recorder's sink waits without a silence generator.
+    body = text.split("\n[ivr-recorder-sink]\n")[1].split("\n[")[0]
+    lines = [x for x in body.splitlines() if not x.strip().startswith(";")]
+    assert not any("Wait(" in x for x in lines)
+
+
+def test_every_context_a_caller_runs_in_before_an_operator_answers_has_the_cap(tmp_path):
+    """The IVR-time cap is the caller's TIMEOUT(absolute): when it passes, Asterisk goes on at
+    the `T` extension of the context the caller is in, and hangs up if there is none. Every
+    context reachable from the answer by Goto/Gosub (the member side and the hang-up handler
+    are not: Queue() and CHANNEL() name those) must lead to [ivr-cap-reached]."""
+    text = (rendered(tmp_path) / "extensions.conf").read_text()
+    contexts = dict(re.findall(r"^\[([\w-]+)\]\n(.*?)(?=^\[|\Z)", text, re.M | re.S))
+    assert "Set(TIMEOUT(absolute)=${IVR_MAX_IVR_TIME})" in contexts["ivr-inbound"]
+    assert ("Set(EXPORT(${IVR_CALLER_CHANNEL},TIMEOUT(absolute))=0)"
+            in contexts["ivr-member-connected"])
+    reached, todo = set(), ["ivr-inbound"]
+    while todo:
+        name = todo.pop()
+        if name in reached:
+            continue
+        reached.add(name)
+        code = "\n".join(x for x in contexts[name].splitlines() if not x.lstrip().startswith(";"))
+        todo += [t for t in re.findall(r"(?:Goto|Gosub)(?:If)?\([^\n]*?\b(ivr-[\w-]+),", code)
+                 if t in contexts]
+        todo += re.findall(r"[?:](ivr-[\w-]+),", code)  # GotoIf's / GosubIf's branches
+    reached.discard("ivr-cap-reached")
+    assert {"ivr-record", "ivr-action", "ivr-queue", "ivr-notice", "ivr-failsafe"} <= reached
+    missing = [c for c in sorted(reached)
+               if "exten => T,1,Goto(ivr-cap-reached,s,1)" not in contexts[c]]
+    assert not missing, missing
