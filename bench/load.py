@@ -13,8 +13,9 @@ one SIPp placing --calls calls (at most --concurrency at once, --rate new ones a
 through the example's greeting, notice and main menu (answered with an RFC 2833 key) to
 the support desk, with continuous 20 ms RTP, answered by SIPp operators, talking --talk
 seconds, the caller hanging up. Figures per run (bench/load_figures.py): calls completed
-and why not, how the menu was answered, the greeting's and the notice's first sound at the
-caller (by correlation), RTP gaps and loss at the caller, CPU-seconds per call of Asterisk
+(SIPp's call ended normally and the operators' phone answered it) and why not, how the
+menu was answered, the greeting's and the notice's first sound at the caller (by
+correlation), RTP gaps and loss at the caller, CPU-seconds per call of Asterisk
 and the controller (from /proc), the controller's memory, descriptors, asyncio tasks and
 FastAGI round-trips, at load and at rest (3 calls before each server run, unless
 --no-rest), and every call's recording checked from its file. --knee then
@@ -145,6 +146,10 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
         # The recorder baseline's ChanSpy files, to show the recorder did run.
         recorder_files = len(list(folder.glob("*-timeline*")))
         shutil.rmtree(folder, ignore_errors=True)  # a 200-call run leaves ~200 MB here
+    reached = figures.operator_answered(phone.workdir / "messages.log", started)
+    for c in calls_seen.values():
+        if c.completed and c.caller not in reached:
+            c.failure = "never reached an operator"
     ended = time.time()
     shouting = None
     if tap is not None:
@@ -172,6 +177,7 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
     if len(calls_seen) < calls:
         failures["never placed by SIPp"] = calls - len(calls_seen)
     per_call = {k: round(v / completed, 4) if completed else None for k, v in cpu.items()}
+    metrics_after = metrics_text(stack.ports["web"])
     return {
         "kind": kind, "index": index, "concurrency": concurrency, "calls": calls,
         "rate": rate, "talk": talk, "hangup_after": round(callers.hangup_after, 2),
@@ -191,8 +197,9 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
                        "fds_peak": max(sampler.fds, default=None),
                        "loop_runqueue_wait_s": round(waited, 2),
                        "asyncio_tasks_peak": max(sampler.tasks, default=None),
-                       "agi_round_trip": figures.agi_round_trips(
-                           metrics_before, metrics_text(stack.ports["web"]))},
+                       "agi_round_trip": figures.agi_round_trips(metrics_before, metrics_after),
+                       "store_statements_per_call": figures.store_statements(
+                           metrics_before, metrics_after, completed)},
         # The greeting's first sound (by correlation), and the first RTP packet of any kind.
         "first_audio_ms": figures.quantiles(rtp.first_audio, 1000),
         "first_packet_ms": figures.quantiles(rtp.first_packet, 1000),

@@ -85,6 +85,29 @@ def sipp_calls(messages: Path) -> dict[str, Call]:
     return calls
 
 
+def operator_answered(messages: Path, since: float) -> set[str]:
+    """The callers (From user) whose call the operators' SIPp phone answered with a 200 OK at
+    or after `since`: the far end's own count of calls that reached an operator, for the
+    baseline and the server alike (a caller still in the menu at their scripted hang-up
+    completes on SIPp's side but never reached anyone)."""
+    callers: dict[str, str] = {}
+    answered: set[str] = set()
+    for at, what, body in parse_message_trace(messages):
+        cid = _CALL_ID.search(body)
+        if at < since or cid is None:
+            continue
+        first = what.split("| ", 1)[-1]
+        sent = "sent" in what.split("|", 1)[0]
+        if not sent and first.startswith("INVITE "):
+            user = _FROM_USER.search(body)
+            callers.setdefault(cid.group(1), user.group(1) if user else "")
+        elif sent and first.startswith("SIP/2.0 200"):
+            cseq = _CSEQ.search(body)
+            if cseq and cseq.group(1).upper() == "INVITE" and cid.group(1) in callers:
+                answered.add(callers[cid.group(1)])
+    return answered
+
+
 def peak_concurrent(calls: dict[str, Call]) -> int:
     """The most calls answered and not yet hung up at one moment, on SIPp's clock: the load
     actually carried, which the rate and the call length may keep below --concurrency."""
@@ -287,3 +310,18 @@ def agi_round_trips(before: str, after: str) -> dict[str, dict[str, float]]:
             row[f"p{round(q * 100)}_ms_le"] = bound * 1000 if bound != float("inf") else -1
         result[verb] = row
     return result
+
+
+def store_statements(before: str, after: str, calls: int) -> dict[str, float]:
+    """Statements the controller sent to its database during the run, per completed call,
+    by verb and table (its /metrics counter `ivr_store_statements`), the total first."""
+    def counts(text: str) -> dict[str, float]:
+        return {m.group(1): float(m.group(2)) for m in re.finditer(
+            r'^ivr_store_statements_total\{statement="([^"]+)"\} (\S+)$', text, re.M)}
+
+    c0, c1 = counts(before), counts(after)
+    sent = {k: v - c0.get(k, 0.0) for k, v in c1.items() if v > c0.get(k, 0.0)}
+    if not calls or not sent:
+        return {}
+    per_call = {k: round(v / calls, 2) for k, v in sorted(sent.items(), key=lambda kv: -kv[1])}
+    return {"total": round(sum(sent.values()) / calls, 2), **per_call}

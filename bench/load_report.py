@@ -107,9 +107,18 @@ ROWS = [
     ("FastAGI SET VARIABLE p50/p99 ≤ ms, at load",
      lambda r: _agi(r["controller"], "SET VARIABLE")),
     ("... at rest", lambda r: _agi(r.get("at_rest"), "SET VARIABLE")),
+    ("controller's database statements per call (total; the three most)",
+     lambda r: _statements(r["controller"].get("store_statements_per_call"))),
     ("shouting callers alerted / answered (server-shout)", lambda r: _shout(r, "count")),
     ("onset → IvrShout alert, ms (p50/p95/p99; max)", lambda r: _shout(r, "after")),
 ]
+
+
+def _statements(per_call: dict | None) -> str:
+    if not per_call:
+        return "–"
+    top = [f"{k} {v:g}" for k, v in list(per_call.items())[1:4]]
+    return f"{per_call['total']:g} ({', '.join(top)})"
 
 
 def _menu(run: dict) -> str:

@@ -7,12 +7,13 @@ the connections.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ivr.store.engine import create_engine, safe_url, sqlite_file
+from ivr.store.engine import count_statements, create_engine, safe_url, sqlite_file
 from ivr.store.migrate import upgrade
 from ivr.store.writer import Writer
 
@@ -32,6 +33,8 @@ class Database:
         self._max_batch = max_batch
         self._engine: AsyncEngine | None = None
         self._writer: Writer | None = None
+        # Statements sent, by verb and table (ivr_store_statements on /metrics).
+        self.statements: Counter[str] = Counter()
 
     @property
     def engine(self) -> AsyncEngine:
@@ -53,6 +56,7 @@ class Database:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._engine = create_engine(self.url)
+        self.statements = count_statements(self._engine)
         try:
             revision = await upgrade(self._engine)
         except BaseException:

@@ -7,7 +7,9 @@ file), foreign keys on. PostgreSQL (asyncpg) is the shared store of several node
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -71,6 +73,33 @@ def create_engine(url: str) -> AsyncEngine:
         return engine
     # pool_pre_ping: a PostgreSQL restart must not fail the first writes after it.
     return create_async_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+# The verb, and the table: UPDATE's next word, or the first after INTO / FROM.
+_STATEMENT = re.compile(r'^\s*(?:(UPDATE)\s+"?(\w+)|(\w+)(?:.*?\b(?:INTO|FROM)\s+"?(\w+))?)',
+                        re.S | re.I)
+
+
+def count_statements(engine: AsyncEngine) -> Counter[str]:
+    """Counts what is sent to the database, by verb and table ("INSERT call_events"; an
+    executemany counts once): the store's load per call (/metrics, the load bench). The
+    label is worked out once per statement text (SQLAlchemy's compiled cache hands back the
+    same strings)."""
+    counts: Counter[str] = Counter()
+    labels: dict[str, str] = {}
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        label = labels.get(statement)
+        if label is None:
+            match = _STATEMENT.match(statement)
+            verb, table = ((match.group(1) or match.group(3) or "").upper(),
+                           match.group(2) or match.group(4) or "") if match else ("", "")
+            label = labels[statement] = f"{verb} {table}".strip() if len(labels) < 1000 \
+                else "other"
+        counts[label] += 1
+
+    return counts
 
 
 def _sqlite_setup(engine: AsyncEngine) -> None:

@@ -87,6 +87,12 @@ class _ControllerCollector(Collector):
         yield CounterMetricFamily("ivr_operator_cooldown_lifts",
                                   "Cool-down pauses lifted when over (one per desk)",
                                   value=cooldown.lifted if cooldown is not None else 0)
+        statements = CounterMetricFamily("ivr_store_statements",
+                                         "Statements sent to the database (an executemany "
+                                         "once), by verb and table", labels=["statement"])
+        for label, count in sorted(self.c.db.statements.items()):
+            statements.add_metric([label], count)
+        yield statements
         # For the load bench (bench/load.py): is the loop keeping up, and does it leak tasks.
         # collect() runs in the /metrics handler, on the controller's loop.
         yield GaugeMetricFamily("ivr_asyncio_tasks", "asyncio tasks alive on the event loop",

@@ -1,6 +1,7 @@
 """The load bench (bench/load.py) in small: 10 concurrent, 30 calls, one baseline run and one
 server run. Checks only that the harness and the journey are correct under it (every call
-completed as SIPp saw it, every call recorded, both sides in every recording), never how
+completed as SIPp saw it and answered by the operators' phone as it saw it, every call
+recorded, both sides in every recording), never how
 fast: speed is the bench's to measure, not the suite's to assert."""
 
 from __future__ import annotations

@@ -257,6 +257,21 @@ async def test_call_reported_twice_has_one_start_and_waits_for_no_commit(store):
         assert [e["kind"] for e in await store.events(f"d{i}")] == ["call_started"]
 
 
+async def test_statements_are_counted_by_verb_and_table(store):
+    """/metrics' ivr_store_statements: what the database was sent, an executemany once."""
+    await store.ensure_call("s1", node="n1", started_at=T0, source="ami")
+    before = dict(store.db.statements)
+    for i in range(3):  # one prepared statement, queued together: one executemany
+        await store.add_event("s1", "menu", T0 + i, {"key": str(i)})
+    await store.db.writer.flush()
+    await store.get("s1")
+    sent = {k: v - before.get(k, 0) for k, v in store.db.statements.items()
+            if v != before.get(k, 0)}
+    assert sent.get("INSERT call_events") == 1, sent
+    assert sent.get("SELECT calls", 0) >= 1 and "INSERT calls" not in sent, sent
+    assert len(await store.events("s1")) == 3
+
+
 async def test_a_busy_database_is_retried_not_dropped(store, caplog):
     import sqlite3
 
