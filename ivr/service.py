@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +19,11 @@ from ivr.protection.rules_outbound import decide_outbound_ending
 from ivr.store.calls import CallStore
 
 log = logging.getLogger("ivr.calls")
+
+# Call ids whose existence in the store is remembered (CallService.is_known): well over the
+# ids of a few minutes' AMI events at hundreds of concurrent calls.
+KNOWN_IDS_KEPT = 20_000
+UNKNOWN_KEPT_S = 30.0  # how long "the store has no such call" is believed
 
 
 class CallService:
@@ -39,6 +44,12 @@ class CallService:
         # itself is in the store.
         self.active: set[str] = set()
         self.outcomes: Counter[str] = Counter()
+        # Whether the store has a call, for ids seen lately (the AMI events of calls that
+        # are not customer calls, e.g. another dialplan's, and the late events of ended
+        # ones): the answer of one look-up, not one per event. "Yes" is kept (a record is
+        # created here, in call_started, and never taken back); "no" only for a while (the
+        # value: until when), since another node may be about to commit the call.
+        self._known: OrderedDict[str, float | bool] = OrderedDict()
         # Told of every fact recorded (call id, kind, data), e.g. the cool-down's triggers;
         # a listener must not block or raise.
         self.listeners: list[Callable[[str, str, dict[str, Any]], None]] = []
@@ -85,6 +96,7 @@ class CallService:
         at = self.clock() if started_at is None else started_at
         caller = normalise_number(caller)
         first = call_id not in self.active
+        self._remember(call_id, True)
         if source is not Source.CDR:  # CDR calls arrive already ended
             self.active.add(call_id)
         if first:
@@ -392,4 +404,19 @@ class CallService:
         return await self.store.get_with_events(call_id)
 
     async def is_known(self, call_id: str) -> bool:
-        return call_id in self.active or await self.store.exists(call_id)
+        if call_id in self.active:
+            return True
+        known = self._known.get(call_id)
+        if known is True:
+            return True
+        if known is not None and time.monotonic() < known:
+            return False
+        exists = await self.store.exists(call_id)
+        self._remember(call_id, True if exists else time.monotonic() + UNKNOWN_KEPT_S)
+        return exists
+
+    def _remember(self, call_id: str, known: float | bool) -> None:
+        self._known[call_id] = known
+        self._known.move_to_end(call_id)
+        if len(self._known) > KNOWN_IDS_KEPT:
+            self._known.popitem(last=False)

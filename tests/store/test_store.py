@@ -272,6 +272,46 @@ async def test_statements_are_counted_by_verb_and_table(store):
     assert len(await store.events("s1")) == 3
 
 
+async def test_events_of_unknown_and_ended_calls_cost_one_look_up(store, monkeypatch):
+    """The AMI tracker asks is_known for every event: a call the store does not have is
+    looked up once (and again only after UNKNOWN_KEPT_S: another node may commit it), a call
+    this process started or saw end never."""
+    import ivr.service as service_module
+
+    service = CallService(store, node="n1", clock=lambda: T0)
+    other = CallService(store, node="n2", clock=lambda: T0)
+
+    def selects() -> int:
+        return store.db.statements["SELECT calls"]
+
+    before = selects()
+    for _ in range(5):  # five events of a call of another dialplan
+        assert await service.is_known("foreign") is False
+    assert selects() == before + 1
+    await service.call_started("mine", caller=None, did=None, recording_path=None,
+                               source=Source.AMI)
+    await service.hung_up("mine", 16, "Normal Clearing")
+    assert await service.is_known("mine") is True  # ended: no longer active, still known
+    await other.call_started("late", caller=None, did=None, recording_path=None,
+                             source=Source.AMI)
+    await store.db.writer.flush()
+    assert await service.is_known("late") is True  # never asked before: looked up
+    looked_up = selects()
+    assert await service.is_known("late") is True and selects() == looked_up
+    # "No" is believed for a while only: the other node's call becomes known after it.
+    assert await service.is_known("soon") is False
+    await other.call_started("soon", caller=None, did=None, recording_path=None,
+                             source=Source.AMI)
+    await store.db.writer.flush()
+    assert await service.is_known("soon") is False
+    monkeypatch.setattr(service_module, "UNKNOWN_KEPT_S", 0.0)
+    assert await service.is_known("soon2") is False
+    await other.call_started("soon2", caller=None, did=None, recording_path=None,
+                             source=Source.AMI)
+    await store.db.writer.flush()
+    assert await service.is_known("soon2") is True
+
+
 async def test_a_busy_database_is_retried_not_dropped(store, caplog):
     import sqlite3
 
