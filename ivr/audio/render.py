@@ -40,6 +40,8 @@ _WAV_HEADER_BYTES = 44
 # Per utterance; the parent's overall timeout is longer, so a stuck engine is
 # reported from here with a precise message rather than by being killed.
 ITEM_TIMEOUT_S = 20.0
+# An utterance that came out empty (the race described in run()) is rendered again.
+EMPTY_RETRIES = 2
 
 
 class EngineUnavailable(Exception):
@@ -155,38 +157,44 @@ def run(job: dict[str, Any], out: TextIO) -> int:
         engine.setProperty("volume", 1.0)
         # espeak-ng queues parameter changes on its synthesis thread.  If they are
         # still pending when runAndWait() starts, the driver takes espeak as busy,
-        # cancels, and the new utterance comes out empty (about 1 run in 100).
-        wait_idle()
-        # One utterance per runAndWait: the espeak driver keeps only the last
-        # save_to_file() queued before the loop runs.
-        finished.clear()
-        engine.save_to_file(item["text"], str(target))
-        engine.runAndWait()
-        if not finished.wait(ITEM_TIMEOUT_S):
+        # cancels, and the new utterance comes out empty (about 1 run in 100; seen in
+        # 3 set-ups in a row once, then not again): an empty result is rendered again.
+        for attempt in range(1, EMPTY_RETRIES + 2):
+            wait_idle()
+            # One utterance per runAndWait: the espeak driver keeps only the last
+            # save_to_file() queued before the loop runs.
+            finished.clear()
+            engine.save_to_file(item["text"], str(target))
+            engine.runAndWait()
+            if not finished.wait(ITEM_TIMEOUT_S):
+                _emit(
+                    out,
+                    event="error",
+                    kind="render",
+                    index=index,
+                    message=f"espeak-ng did not finish within {ITEM_TIMEOUT_S:g} s",
+                )
+                return EXIT_RENDER
+            # The notification fires inside espeak-ng's callback, before the driver
+            # has finished with that callback (it still ends its run loop).
+            wait_idle()
+            if errors:
+                e = errors[0]
+                _emit(
+                    out, event="error", kind="render", index=index,
+                    message=f"{type(e).__name__}: {e}",
+                )
+                return EXIT_RENDER
+            if target.is_file() and target.stat().st_size > _WAV_HEADER_BYTES:
+                break
+            time.sleep(0.1 * attempt)
+        else:
             _emit(
                 out,
                 event="error",
                 kind="render",
                 index=index,
-                message=f"espeak-ng did not finish within {ITEM_TIMEOUT_S:g} s",
-            )
-            return EXIT_RENDER
-        # The notification fires inside espeak-ng's callback, before the driver
-        # has finished with that callback (it still ends its run loop).
-        wait_idle()
-        if errors:
-            e = errors[0]
-            _emit(
-                out, event="error", kind="render", index=index, message=f"{type(e).__name__}: {e}"
-            )
-            return EXIT_RENDER
-        if not target.is_file() or target.stat().st_size <= _WAV_HEADER_BYTES:
-            _emit(
-                out,
-                event="error",
-                kind="render",
-                index=index,
-                message="espeak-ng produced no audio",
+                message=f"espeak-ng produced no audio ({EMPTY_RETRIES + 1} attempts)",
             )
             return EXIT_RENDER
         _emit(out, event="done", index=index, seconds=round(time.monotonic() - started, 4))
