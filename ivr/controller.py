@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from ivr.agi import variables as var
 from ivr.agi.context import HandlerContext, Prompts
@@ -250,9 +251,9 @@ class Controller:
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self.config.journey_state_path)
 
-    def _call_ended(self, record: CallRecord) -> None:
+    def _call_ended(self, record: CallRecord, events: list[dict[str, Any]]) -> None:
         self.finaliser.schedule(record.id, record.recording_path)
-        self.cooldown.call_ended(record)
+        self.cooldown.call_ended(record, events)
 
     @property
     def node(self) -> str:

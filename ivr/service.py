@@ -32,7 +32,7 @@ class CallService:
         store: CallStore,
         *,
         node: str,
-        on_ended: Callable[[CallRecord], None] | None = None,
+        on_ended: Callable[[CallRecord, list[dict[str, Any]]], None] | None = None,
         clock: Callable[[], float] = time.time,
     ):
         self.store = store
@@ -281,8 +281,10 @@ class CallService:
         """The caller's channel is gone: close the record once, deciding outcome and who hung
         up from the whole timeline in one transaction (see policy.outcome)."""
         at = self.clock() if at is None else at
+        timeline: list[dict[str, Any]] = []  # as the ending read it: handed to on_ended
 
         def decide(record: CallRecord, events: list[dict[str, Any]]) -> dict[str, Any]:
+            timeline[:] = events
             ending = (decide_outbound_ending if record.direction == "outbound"
                       else decide_ending)(connected=record.connected_at is not None,
                                           disposition=record.disposition, events=events)
@@ -297,7 +299,7 @@ class CallService:
                           outcome=ended.outcome, hangup_by=ended.hangup_by)
         self.outcomes[ended.outcome or "unknown"] += 1
         if self._on_ended is not None:
-            self._on_ended(ended)
+            self._on_ended(ended, timeline)
         return ended
 
     # ---- call-time limits (ivr/protection/rules_limits.py, [ivr-member] in the dialplan) ----

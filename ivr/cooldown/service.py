@@ -66,8 +66,11 @@ class CooldownService:
         if kind in TRIGGER_EVENTS:
             self._spawn(self.apply(call_id, final=False))
 
-    def call_ended(self, record: CallRecord) -> None:
-        self._spawn(self.apply(record.id, final=True))
+    def call_ended(self, record: CallRecord,
+                   events: list[dict[str, Any]] | None = None) -> None:
+        """The call's end; events: its timeline as the ending read it (spares a read)."""
+        known = (record, events) if events is not None else None
+        self._spawn(self.apply(record.id, final=True, known=known))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -75,15 +78,19 @@ class CooldownService:
         task.add_done_callback(self._tasks.discard)
 
     # ---- the cool-down of one call ----
-    async def apply(self, call_id: str, *, final: bool) -> Cooldown | None:
+    async def apply(self, call_id: str, *, final: bool,
+                    known: tuple[CallRecord, list[dict[str, Any]]] | None = None,
+                    ) -> Cooldown | None:
         try:
-            return await self._apply(call_id, final=final)
+            return await self._apply(call_id, final=final, known=known)
         except Exception as exc:  # AMI down, the store restarting: the call is not affected
             log.warning("event=cooldown_failed call_id=%s error=%r", call_id, exc)
             return None
 
-    async def _apply(self, call_id: str, *, final: bool) -> Cooldown | None:
-        record, events = await self.calls.get_with_events(call_id)
+    async def _apply(self, call_id: str, *, final: bool,
+                     known: tuple[CallRecord, list[dict[str, Any]]] | None = None,
+                     ) -> Cooldown | None:
+        record, events = known or await self.calls.get_with_events(call_id)
         if record is None:
             return None
         cooldown = decide(record, events, self.settings())

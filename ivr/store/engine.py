@@ -1,8 +1,10 @@
-"""Everything that differs between SQLite and PostgreSQL lives here, and only here.
+"""Everything that differs between SQLite and PostgreSQL lives here (and, for where a
+transaction runs, in runner.py).
 
-SQLite (aiosqlite) is the embedded default: WAL so the CLI and the web can read beside the
-controller, synchronous=NORMAL (a power cut may lose the last commits, never corrupt the
-file), foreign keys on. PostgreSQL (asyncpg) is the shared store of several nodes.
+SQLite (aiosqlite; the call path's transactions through the standard sqlite3 driver in a
+thread of their own, runner.py) is the embedded default: WAL so the CLI and the web can read
+beside the controller, synchronous=NORMAL (a power cut may lose the last commits, never
+corrupt the file), foreign keys on. PostgreSQL (asyncpg) is the shared store of several nodes.
 """
 
 from __future__ import annotations

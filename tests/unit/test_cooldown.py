@@ -363,3 +363,26 @@ async def test_lifted_at_its_end_without_waiting_for_the_periodic_sweep():
         await asyncio.sleep(0.02)
     assert until <= time.time() < until + 0.5
     await cool.stop()
+
+
+async def test_the_end_of_a_call_decides_from_the_timeline_it_is_handed_without_a_read():
+    queues = FakeQueues({("support", local("op1001")): {"Paused": "0"}})
+    rec = record()
+    calls, clock = FakeCalls(rec, CALM), Clock(T0 + 100.5)  # the store would say "calm"
+    reads = []
+    real = calls.get_with_events
+
+    async def counted(call_id):
+        reads.append(call_id)
+        return await real(call_id)
+
+    calls.get_with_events = counted
+    cool = service(queues, calls, clock)
+    cool.call_ended(rec, HARD)  # the timeline the ending read: a hard call
+    await asyncio.gather(*cool._tasks)
+    assert reads == []
+    assert queues.members[("support", local("op1001"))]["Paused"] == "1"
+    cool.call_ended(rec)  # no timeline handed: read from the store (calm: nothing more)
+    await asyncio.gather(*cool._tasks)
+    assert reads == [rec.id]
+    await cool.stop()
