@@ -15,11 +15,13 @@ and PostgreSQL's runs the same function on the loop through SQLAlchemy's greenle
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
 import sqlalchemy as sa
+from prometheus_client import Histogram
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,6 +29,13 @@ from ivr.store.engine import SQLITE_CONNECT_ARGS, sqlite_file, sqlite_setup, wri
 
 T = TypeVar("T")
 Work = Callable[[Connection], T]
+
+# /metrics (registered on the web app's registry): SQLite's store thread, per transaction,
+# the wait for the thread ("write wait") and the work itself ("write work"), in seconds.
+STEPS = Histogram("ivr_store_seconds", "The store thread's transactions: waiting for the "
+                  "thread, and the work", ["step"], registry=None,
+                  buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5,
+                           1.0, 2.5, 5.0, 10.0))
 
 
 class Runner(Protocol):
@@ -62,19 +71,25 @@ class ThreadRunner:
 
     async def write(self, work: Work[T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(
-            self._thread, self._in_transaction, work, True)
+            self._thread, self._in_transaction, work, True, time.perf_counter())
 
     async def read(self, work: Work[T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(
-            self._thread, self._in_transaction, work, False)
+            self._thread, self._in_transaction, work, False, time.perf_counter())
 
-    def _in_transaction(self, work: Work[T], write: bool) -> T:
-        with self.engine.connect() as conn:
-            if write:
-                conn = conn.execution_options(ivr_write=True)
-                with conn.begin():
-                    return work(conn)
-            return work(conn)  # autobegun, rolled back at close: nothing to commit
+    def _in_transaction(self, work: Work[T], write: bool, queued: float) -> T:
+        kind = "write" if write else "read"
+        started = time.perf_counter()
+        STEPS.labels(f"{kind} wait").observe(started - queued)
+        try:
+            with self.engine.connect() as conn:
+                if write:
+                    conn = conn.execution_options(ivr_write=True)
+                    with conn.begin():
+                        return work(conn)
+                return work(conn)  # autobegun, rolled back at close: nothing to commit
+        finally:
+            STEPS.labels(f"{kind} work").observe(time.perf_counter() - started)
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._thread, self.engine.dispose)

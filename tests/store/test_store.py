@@ -357,3 +357,32 @@ async def test_close_gives_up_on_an_unreachable_database_after_its_timeout(store
     assert "store_writer_lost ops=2" in caplog.text
     with pytest.raises(RuntimeError, match="closed"):
         await waiting
+
+
+async def test_runner_work_is_one_transaction_run_off_the_event_loop_on_sqlite(store):
+    """The runner (ivr/store/runner.py) runs a piece of work as one transaction: all of it
+    is committed or none; on SQLite in the store's own thread, never on the loop's."""
+    import threading
+
+    await store.ensure_call("r1", node="n1", started_at=T0, source="ami")
+    ran_in: list[int] = []
+
+    def two_updates_then_fail(conn: sa.Connection) -> None:
+        ran_in.append(threading.get_ident())
+        conn.execute(sa.update(calls).where(calls.c.id == "r1").values(desk="support"))
+        conn.execute(sa.update(calls).where(calls.c.id == "r1").values(operator="op1001"))
+        raise RuntimeError("the work failed after its statements")
+
+    with pytest.raises(RuntimeError, match="after its statements"):
+        await store.db.runner.write(two_updates_then_fail)
+    record = await store.get("r1")
+    assert record is not None and record.desk is None and record.operator is None
+
+    def one_update(conn: sa.Connection) -> int:
+        return conn.execute(sa.update(calls).where(calls.c.id == "r1")
+                            .values(desk="support")).rowcount
+
+    assert await store.db.runner.write(one_update) == 1
+    assert (await store.get("r1")).desk == "support"
+    if store.db.dialect == "sqlite":
+        assert ran_in and ran_in[0] != threading.get_ident()
