@@ -302,9 +302,11 @@ def histogram_quantiles(before: str, after: str, metric: str,
     histogram over the run (the difference of two scrapes)."""
     def buckets(text: str) -> dict[str, dict[float, float]]:
         out: dict[str, dict[float, float]] = {}
-        for m in re.finditer(rf'^{metric}_bucket\{{{label}="([^"]+)",'
-                             r'le="([^"]+)"\} (\S+)$', text, re.M):
-            out.setdefault(m.group(1), {})[float(m.group(2))] = float(m.group(3))
+        # Labels come in either order (prometheus_client sorts them by name).
+        for m in re.finditer(rf'^{metric}_bucket\{{([^}}]*)\}} (\S+)$', text, re.M):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+            if label in labels and "le" in labels:
+                out.setdefault(labels[label], {})[float(labels["le"])] = float(m.group(2))
         return out
 
     b0, b1 = buckets(before), buckets(after)

@@ -6,7 +6,7 @@ hands back its result. Why not `await conn.execute()` statement by statement: wi
 each statement is several round trips to its thread (cursor, execute, fetch, close), each
 waking the event loop. Measured (`python -m bench.store_cost`): a call record read cost 1.1 ms
 of CPU that way and 0.1 ms in a thread with the plain driver; a transaction of 3 writes
-1.9 ms against 0.16 ms. So SQLite's runner is one thread of its own
+1.9 ms against 0.16 ms. So SQLite's runner is threads of its own
 with the standard `sqlite3` driver (the same file, the same settings as the async engine),
 and PostgreSQL's runs the same function on the loop through SQLAlchemy's greenlet bridge
 (asyncpg needs no thread, so that costs little).
@@ -59,23 +59,31 @@ def runner_for(engine: AsyncEngine, url: str) -> tuple[Runner, sa.Engine]:
     return LoopRunner(engine), engine.sync_engine
 
 
+# Threads for reads beside the one for writes: a read (a FastAGI handler's block check) does
+# not queue behind the writer's commits; WAL lets readers run beside the writer.
+READ_THREADS = 2
+
+
 class ThreadRunner:
-    """SQLite: every transaction in one thread, with the standard sqlite3 driver."""
+    """SQLite, with the standard sqlite3 driver: write transactions in one thread of their
+    own (one writer at a time, as SQLite has it), reads in READ_THREADS others."""
 
     def __init__(self, url: str):
         sync_url = make_url(url).set(drivername="sqlite+pysqlite")
         self.engine = sa.create_engine(
             sync_url, connect_args={**SQLITE_CONNECT_ARGS, "check_same_thread": False})
         sqlite_setup(self.engine)
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-write")
+        self._reads = ThreadPoolExecutor(max_workers=READ_THREADS,
+                                         thread_name_prefix="store-read")
 
     async def write(self, work: Work[T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(
-            self._thread, self._in_transaction, work, True, time.perf_counter())
+            self._writes, self._in_transaction, work, True, time.perf_counter())
 
     async def read(self, work: Work[T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(
-            self._thread, self._in_transaction, work, False, time.perf_counter())
+            self._reads, self._in_transaction, work, False, time.perf_counter())
 
     def _in_transaction(self, work: Work[T], write: bool, queued: float) -> T:
         kind = "write" if write else "read"
@@ -92,8 +100,10 @@ class ThreadRunner:
             STEPS.labels(f"{kind} work").observe(time.perf_counter() - started)
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self.engine.dispose)
-        self._thread.shutdown(wait=True)
+        for threads in (self._reads, self._writes):
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda threads=threads: threads.shutdown(wait=True))
+        self.engine.dispose()
 
 
 class LoopRunner:
