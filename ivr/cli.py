@@ -96,9 +96,6 @@ def _prepare_or_exit(config: Config):
         sys.exit(2)
 
 
-SWITCH_INTERVAL_S = 0.0005
-
-
 @main.command()
 @config_option
 @click.option("--with-asterisk", is_flag=True,
@@ -110,10 +107,6 @@ def run(config_path: str, with_asterisk: bool) -> None:
     config = _load(config_path)
     setup_logging(config.server.log_level)
     prepared = _prepare_or_exit(config)
-    # The store's thread (ivr/store/runner.py) takes the GIL back after every SQLite call;
-    # with the default 5 ms switch interval each retake can wait 5 ms for a busy event loop,
-    # which at 100 calls held FastAGI and the greeting back (bench: first audio p99 0.9 s).
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         asyncio.run(_serve(config, prepared, with_asterisk))
     except KeyboardInterrupt:
