@@ -288,25 +288,11 @@ def check_baseline(calls: dict[str, Call], folder: Path, how: str = "legs") -> R
 def agi_round_trips(before: str, after: str) -> dict[str, dict[str, float]]:
     """Quantiles (ms, upper bucket bounds) of each FastAGI command verb's round-trip during
     the run, from the difference of the controller's /metrics histograms."""
-    return histogram_quantiles(before, after, "ivr_agi_command_seconds", "command")
-
-
-def store_steps(before: str, after: str) -> dict[str, dict[str, float]]:
-    """The same for the store thread's transactions: "write wait", "read work"..."""
-    return histogram_quantiles(before, after, "ivr_store_seconds", "step")
-
-
-def histogram_quantiles(before: str, after: str, metric: str,
-                        label: str) -> dict[str, dict[str, float]]:
-    """p50 and p99 (ms, upper bucket bounds) and count per label value of a /metrics
-    histogram over the run (the difference of two scrapes)."""
     def buckets(text: str) -> dict[str, dict[float, float]]:
         out: dict[str, dict[float, float]] = {}
-        # Labels come in either order (prometheus_client sorts them by name).
-        for m in re.finditer(rf'^{metric}_bucket\{{([^}}]*)\}} (\S+)$', text, re.M):
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-            if label in labels and "le" in labels:
-                out.setdefault(labels[label], {})[float(labels["le"])] = float(m.group(2))
+        for m in re.finditer(r'^ivr_agi_command_seconds_bucket\{command="([^"]+)",'
+                             r'le="([^"]+)"\} (\S+)$', text, re.M):
+            out.setdefault(m.group(1), {})[float(m.group(2))] = float(m.group(3))
         return out
 
     b0, b1 = buckets(before), buckets(after)

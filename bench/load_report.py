@@ -107,8 +107,6 @@ ROWS = [
     ("FastAGI SET VARIABLE p50/p99 ≤ ms, at load",
      lambda r: _agi(r["controller"], "SET VARIABLE")),
     ("... at rest", lambda r: _agi(r.get("at_rest"), "SET VARIABLE")),
-    ("store transactions on the loop, time each held it, p50/p99 ≤ ms: write; read",
-     lambda r: _steps(r["controller"], "work")),
     ("controller's database statements per call (total; the three most)",
      lambda r: _statements(r["controller"].get("store_statements_per_call"))),
     ("shouting callers alerted / answered (server-shout)", lambda r: _shout(r, "count")),
@@ -138,15 +136,6 @@ def _shout(run: dict, what: str) -> str:
     if what == "count":
         return f"{shout['alerted']} / {shout['callers']}"
     return f"{_q(shout['alert_after_ms'])}; {shout['alert_after_max_ms']}"
-
-
-def _steps(figures: dict, part: str) -> str:
-    steps = figures.get("store_steps") or {}
-    found = [steps.get(f"{kind} {part}") for kind in ("write", "read")]
-    if not any(found):
-        return "–"
-    return "; ".join(f"{s['p50_ms_le']:g} / {s['p99_ms_le']:g} (n={s['n']:g})" if s else "–"
-                     for s in found)
 
 
 def _agi(figures: dict | None, verb: str) -> str:
