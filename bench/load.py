@@ -198,6 +198,7 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
                        "loop_runqueue_wait_s": round(waited, 2),
                        "asyncio_tasks_peak": max(sampler.tasks, default=None),
                        "agi_round_trip": figures.agi_round_trips(metrics_before, metrics_after),
+                       "loop_lag": figures.loop_lag(metrics_before, metrics_after),
                        "store_statements_per_call": figures.store_statements(
                            metrics_before, metrics_after, completed)},
         # The greeting's first sound (by correlation), and the first RTP packet of any kind.

@@ -285,31 +285,63 @@ def check_baseline(calls: dict[str, Call], folder: Path, how: str = "legs") -> R
     return out
 
 
-def agi_round_trips(before: str, after: str) -> dict[str, dict[str, float]]:
-    """Quantiles (ms, upper bucket bounds) of each FastAGI command verb's round-trip during
-    the run, from the difference of the controller's /metrics histograms."""
-    def buckets(text: str) -> dict[str, dict[float, float]]:
-        out: dict[str, dict[float, float]] = {}
-        for m in re.finditer(r'^ivr_agi_command_seconds_bucket\{command="([^"]+)",'
-                             r'le="([^"]+)"\} (\S+)$', text, re.M):
-            out.setdefault(m.group(1), {})[float(m.group(2))] = float(m.group(3))
-        return out
+def _histogram_buckets(text: str, name: str) -> dict[str, dict[float, float]]:
+    """A /metrics histogram's cumulative buckets by its label set (one label or none),
+    whatever order the labels come in."""
+    out: dict[str, dict[float, float]] = {}
+    for m in re.finditer(rf'^{name}_bucket\{{([^}}]*)\}} (\S+)$', text, re.M):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        bound = float(labels.pop("le"))
+        key = next(iter(labels.values()), "")
+        out.setdefault(key, {})[bound] = float(m.group(2))
+    return out
 
-    b0, b1 = buckets(before), buckets(after)
+
+def histogram_quantiles(before: str, after: str, name: str,
+                        qs: tuple[float, ...] = (0.5, 0.99)) -> dict[str, dict[str, float]]:
+    """Quantiles (ms, upper bucket bounds; -1 above the last bound) of a /metrics histogram
+    over the run, from the difference of two scrapes, by label ("" when it has none); "max" is
+    the highest bucket anything fell in."""
+    b0, b1 = _histogram_buckets(before, name), _histogram_buckets(after, name)
     result: dict[str, dict[str, float]] = {}
-    for verb, cum in b1.items():
-        base = b0.get(verb, {})
+    for key, cum in b1.items():
+        base = b0.get(key, {})
         bounds = sorted(cum)
         counts = [cum[b] - base.get(b, 0.0) for b in bounds]
         total = counts[-1] if counts else 0.0
         if total <= 0:
             continue
+
+        def ms(bound: float) -> float:
+            return bound * 1000 if bound != float("inf") else -1
+
         row: dict[str, float] = {"n": total}
-        for q in (0.5, 0.99):
+        for q in qs:
             bound = next(b for b, c in zip(bounds, counts, strict=True) if c >= q * total)
-            row[f"p{round(q * 100)}_ms_le"] = bound * 1000 if bound != float("inf") else -1
-        result[verb] = row
+            row[f"p{q * 100:g}_ms_le"] = ms(bound)
+        row["max_ms_le"] = ms(next(b for b, c in zip(bounds, counts, strict=True)
+                                   if c >= total))
+        result[key] = row
     return result
+
+
+def agi_round_trips(before: str, after: str) -> dict[str, dict[str, float]]:
+    """Each FastAGI command verb's round-trip during the run (the controller's
+    `ivr_agi_command_seconds`)."""
+    return histogram_quantiles(before, after, "ivr_agi_command_seconds")
+
+
+def loop_lag(before: str, after: str) -> dict[str, float]:
+    """How late the controller's event loop woke its tick task during the run
+    (`ivr_event_loop_lag_seconds`), with the stalls it logged (held ≥ 0.2 s)."""
+    row = histogram_quantiles(before, after, "ivr_event_loop_lag_seconds",
+                              (0.5, 0.99, 0.999)).get("", {})
+
+    def stalls(text: str) -> float:
+        m = re.search(r"^ivr_event_loop_stalls_total (\S+)$", text, re.M)
+        return float(m.group(1)) if m else 0.0
+
+    return {**row, "stalls": stalls(after) - stalls(before)} if row else {}
 
 
 def store_statements(before: str, after: str, calls: int) -> dict[str, float]:

@@ -99,6 +99,8 @@ ROWS = [
      lambda r: f"{r['controller']['fds_peak']} / {r['controller']['asyncio_tasks_peak']}"),
     ("controller's loop thread: s waiting for a CPU (whole run)",
      lambda r: f"{r['controller'].get('loop_runqueue_wait_s', '–')}"),
+    ("controller's loop: lateness of a 50 ms tick, ms (p50/p99/p99.9/max ≤; stalls ≥ 0.2 s)",
+     lambda r: _lag(r["controller"].get("loop_lag"))),
     ("controller CPU-s per call at rest (3 calls, before the load)",
      lambda r: f"{(r.get('at_rest') or {}).get('controller_cpu_per_call', '–')}"),
     ("FastAGI GET VARIABLE p50/p99 ≤ ms, at load",
@@ -112,6 +114,13 @@ ROWS = [
     ("shouting callers alerted / answered (server-shout)", lambda r: _shout(r, "count")),
     ("onset → IvrShout alert, ms (p50/p95/p99; max)", lambda r: _shout(r, "after")),
 ]
+
+
+def _lag(lag: dict | None) -> str:
+    if not lag:
+        return "–"
+    return (f"{lag['p50_ms_le']:g} / {lag['p99_ms_le']:g} / {lag['p99.9_ms_le']:g} / "
+            f"{lag['max_ms_le']:g}; {lag['stalls']:g}")
 
 
 def _statements(per_call: dict | None) -> str:

@@ -25,6 +25,7 @@ from ivr.cooldown.service import CooldownService
 from ivr.credentials import Secrets
 from ivr.journey import Journey, JourneyError
 from ivr.live.service import LiveProtection
+from ivr.loop_watch import LoopWatch
 from ivr.model import CallRecord
 from ivr.operators import OperatorService
 from ivr.protection.service_blocks import BlockService
@@ -76,6 +77,8 @@ class Controller:
         # Journeys by version: calls in progress keep the one they started with (IVR_JOURNEY).
         self._journeys: OrderedDict[str, Journey] = OrderedDict()
         self._keep_journey(self.journey)
+        # Is the loop keeping up: lateness on /metrics, what held it in the log.
+        self.loop_watch = LoopWatch()
 
     def _keep_journey(self, journey: Journey) -> None:
         self._journeys[journey.version] = journey
@@ -87,6 +90,7 @@ class Controller:
         return self._journeys.get(version or "", self.journey)
 
     async def start(self) -> None:
+        await self.loop_watch.start()
         await self.db.open()
         self.calls = CallService(
             CallStore(self.db), node=self.config.server.node_name, on_ended=self._call_ended
@@ -369,6 +373,7 @@ class Controller:
         # Nothing reports facts any more: the writer commits what it still holds, then the
         # connections close.
         await self.db.close()
+        await self.loop_watch.stop()
 
 
 def _seconds(duration: str) -> float:

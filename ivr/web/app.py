@@ -104,6 +104,10 @@ def create_app(controller: Controller) -> web.Application:
     registry = CollectorRegistry()
     registry.register(_ControllerCollector(controller))
     registry.register(timing.ROUND_TRIPS)
+    watch = getattr(controller, "loop_watch", None)
+    if watch is not None:
+        registry.register(watch.lag)
+        registry.register(watch.stalls)
     Gauge("ivr_up", "The controller process is running", registry=registry).set(1)
     app[CONTROLLER] = controller
     app[REGISTRY] = registry
