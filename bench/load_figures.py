@@ -341,7 +341,18 @@ def loop_lag(before: str, after: str) -> dict[str, float]:
         m = re.search(r"^ivr_event_loop_stalls_total (\S+)$", text, re.M)
         return float(m.group(1)) if m else 0.0
 
-    return {**row, "stalls": stalls(after) - stalls(before)} if row else {}
+    if not row:
+        return {}
+    gc = histogram_quantiles(before, after, "ivr_gc_pause_seconds", (0.99,))
+
+    def gc_seconds(text: str) -> float:
+        return sum(float(v) for v in re.findall(
+            r'^ivr_gc_pause_seconds_sum\{generation="\d"\} (\S+)$', text, re.M))
+
+    return {**row, "stalls": stalls(after) - stalls(before),
+            "gc_seconds": round(gc_seconds(after) - gc_seconds(before), 3),
+            "gc_full_passes": gc.get("2", {}).get("n", 0),
+            "gc_full_max_ms_le": gc.get("2", {}).get("max_ms_le", 0)}
 
 
 def store_statements(before: str, after: str, calls: int) -> dict[str, float]:

@@ -101,6 +101,8 @@ ROWS = [
      lambda r: f"{r['controller'].get('loop_runqueue_wait_s', '–')}"),
     ("controller's loop: lateness of a 50 ms tick, ms (p50/p99/p99.9/max ≤; stalls ≥ 0.2 s)",
      lambda r: _lag(r["controller"].get("loop_lag"))),
+    ("controller's garbage collection: s in all, full passes (the longest ≤ ms)",
+     lambda r: _gc(r["controller"].get("loop_lag"))),
     ("controller CPU-s per call at rest (3 calls, before the load)",
      lambda r: f"{(r.get('at_rest') or {}).get('controller_cpu_per_call', '–')}"),
     ("FastAGI GET VARIABLE p50/p99 ≤ ms, at load",
@@ -121,6 +123,12 @@ def _lag(lag: dict | None) -> str:
         return "–"
     return (f"{lag['p50_ms_le']:g} / {lag['p99_ms_le']:g} / {lag['p99.9_ms_le']:g} / "
             f"{lag['max_ms_le']:g}; {lag['stalls']:g}")
+
+
+def _gc(lag: dict | None) -> str:
+    if not lag or "gc_seconds" not in lag:
+        return "–"
+    return f"{lag['gc_seconds']:g}, {lag['gc_full_passes']:g} (≤ {lag['gc_full_max_ms_le']:g})"
 
 
 def _statements(per_call: dict | None) -> str:

@@ -11,6 +11,7 @@ loop (or, when the loop thread sits waiting in the selector, which other thread 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -40,6 +41,12 @@ def lag_histogram() -> Histogram:
                      buckets=LAG_BUCKETS, registry=None)
 
 
+def gc_histogram() -> Histogram:
+    return Histogram("ivr_gc_pause_seconds",
+                     "Python garbage-collection passes (they hold every thread), by generation",
+                     ["generation"], buckets=LAG_BUCKETS, registry=None)
+
+
 def stall_counter() -> PromCounter:
     return PromCounter("ivr_event_loop_stalls",
                        "Times the event loop was held longer than the stall threshold",
@@ -51,11 +58,16 @@ class LoopWatch:
     may be before the watchdog samples the loop's thread and a log line reports it."""
 
     def __init__(self, *, tick: float = 0.05, stall: float = 0.2,
-                 lag: Histogram | None = None, stalls: PromCounter | None = None) -> None:
+                 lag: Histogram | None = None, stalls: PromCounter | None = None,
+                 gc_pauses: Histogram | None = None) -> None:
         self.tick = tick
         self.stall = stall
         self.lag = lag if lag is not None else lag_histogram()
         self.stalls = stalls if stalls is not None else stall_counter()
+        self.gc_pauses = gc_pauses if gc_pauses is not None else gc_histogram()
+        self._gc_by_generation = {g: self.gc_pauses.labels(str(g)) for g in (0, 1, 2)}
+        self._gc_started = 0.0
+        self._gc_since_tick = 0.0  # seconds of collection since the last tick
         self._due = 0.0          # monotonic time the next tick is due (read by the thread)
         self._samples: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -71,9 +83,12 @@ class LoopWatch:
         self._task = asyncio.create_task(self._ticks(), name="loop-watch")
         self._thread = threading.Thread(target=self._watch, name="loop-watch", daemon=True)
         self._thread.start()
+        gc.callbacks.append(self._on_gc)
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -91,14 +106,29 @@ class LoopWatch:
             self.lag.observe(late)
             if late >= self.stall:
                 self._report(late)
+            self._gc_since_tick = 0.0
 
     def _report(self, late: float) -> None:
         self.stalls.inc()
         with self._lock:
             samples, self._samples = self._samples, Counter()
         where = "; ".join(f"{n}x {place}" for place, n in samples.most_common(4))
-        log.warning("event=loop_stalled late_ms=%d samples=%d where=%s",
-                    round(late * 1000), sum(samples.values()), where or "-")
+        # samples=0 with little gc: the whole process was off the CPUs (see the bench's
+        # "waiting for a CPU"), or a C call held the GIL.
+        log.warning("event=loop_stalled late_ms=%d gc_ms=%d samples=%d where=%s",
+                    round(late * 1000), round(self._gc_since_tick * 1000),
+                    sum(samples.values()), where or "-")
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        """gc.callbacks: time each collection (it runs in whichever thread allocated)."""
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        spent = time.perf_counter() - self._gc_started
+        self._gc_since_tick += spent
+        child = self._gc_by_generation.get(info.get("generation", 2))
+        if child is not None:
+            child.observe(spent)
 
     def _watch(self) -> None:
         """The watchdog thread: while a tick is overdue by more than half the threshold,

@@ -108,6 +108,7 @@ def create_app(controller: Controller) -> web.Application:
     if watch is not None:
         registry.register(watch.lag)
         registry.register(watch.stalls)
+        registry.register(watch.gc_pauses)
     Gauge("ivr_up", "The controller process is running", registry=registry).set(1)
     app[CONTROLLER] = controller
     app[REGISTRY] = registry

@@ -14,7 +14,7 @@ def test_the_run_is_the_difference_of_two_scrapes():
     registry = CollectorRegistry()
     watch = LoopWatch()
     trips = timing.round_trip_histogram()
-    for metric in (watch.lag, watch.stalls, trips):
+    for metric in (watch.lag, watch.stalls, watch.gc_pauses, trips):
         registry.register(metric)
     watch.lag.observe(3.0)          # before the run: must not count
     trips.labels("GET VARIABLE").observe(0.2)
@@ -24,6 +24,8 @@ def test_the_run_is_the_difference_of_two_scrapes():
     watch.lag.observe(0.03)
     watch.lag.observe(0.3)
     watch.stalls.inc()
+    watch.gc_pauses.labels("0").observe(0.001)
+    watch.gc_pauses.labels("2").observe(0.07)
     for _ in range(9):
         trips.labels("GET VARIABLE").observe(0.0009)
     trips.labels("GET VARIABLE").observe(0.04)
@@ -32,7 +34,8 @@ def test_the_run_is_the_difference_of_two_scrapes():
 
     lag = figures.loop_lag(before, after)
     assert lag == {"n": 100, "p50_ms_le": 1.0, "p99_ms_le": 50.0, "p99.9_ms_le": 500.0,
-                   "max_ms_le": 500.0, "stalls": 1}
+                   "max_ms_le": 500.0, "stalls": 1, "gc_seconds": 0.071,
+                   "gc_full_passes": 1, "gc_full_max_ms_le": 100.0}
     agi = figures.agi_round_trips(before, after)
     assert agi["GET VARIABLE"] == {"n": 10, "p50_ms_le": 1.0, "p99_ms_le": 50.0,
                                    "max_ms_le": 50.0}

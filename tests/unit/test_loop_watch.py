@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
@@ -26,9 +27,11 @@ async def test_a_held_loop_is_counted_and_its_log_line_names_the_holder(caplog):
     watch = LoopWatch(tick=0.02, stall=0.1)
     registry.register(watch.lag)
     registry.register(watch.stalls)
+    registry.register(watch.gc_pauses)
     await watch.start()
     try:
         await asyncio.sleep(0.1)  # a few ordinary ticks first
+        gc.collect()  # a full pass, timed
         with caplog.at_level(logging.WARNING, logger="ivr.loop"):
             hold_the_loop(0.4)
             await asyncio.sleep(0.1)  # the tick that was held reports
@@ -41,6 +44,8 @@ async def test_a_held_loop_is_counted_and_its_log_line_names_the_holder(caplog):
                                               {"le": "0.25"})
     assert total is not None and total >= 3
     assert below_quarter == total - 1
+    full = registry.get_sample_value("ivr_gc_pause_seconds_count", {"generation": "2"})
+    assert full is not None and full >= 1
     lines = [r.getMessage() for r in caplog.records if "loop_stalled" in r.getMessage()]
     assert len(lines) == 1
     assert "hold_the_loop" in lines[0], lines[0]
