@@ -118,6 +118,7 @@ async def _serve(config: Config, prepared, with_asterisk: bool) -> None:
 
     from ivr.asterisk.process import AsteriskProcess
     from ivr.controller import Controller
+    from ivr.loop_watch import freeze_startup_heap
     from ivr.web.app import create_app
 
     log = logging.getLogger("ivr")
@@ -151,8 +152,9 @@ async def _serve(config: Config, prepared, with_asterisk: bool) -> None:
                 f"cannot start: {exc}; is another ivr running?"
             ) from exc
         config.pid_path.write_text(f"{os.getpid()}\n")
-        log.info("event=ready pid=%d agi=%s:%d web=http://%s:%d sip=%s:%d",
-                 os.getpid(), config.agi.bind, controller.agi.port, config.web.bind,
+        frozen = freeze_startup_heap()
+        log.info("event=ready frozen_objects=%d pid=%d agi=%s:%d web=http://%s:%d sip=%s:%d",
+                 frozen, os.getpid(), config.agi.bind, controller.agi.port, config.web.bind,
                  config.web.port, config.asterisk.sip_bind, config.asterisk.sip_port)
         await stop.wait()
         log.info("event=stopping")
