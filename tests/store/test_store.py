@@ -357,3 +357,55 @@ async def test_close_gives_up_on_an_unreachable_database_after_its_timeout(store
     assert "store_writer_lost ops=2" in caplog.text
     with pytest.raises(RuntimeError, match="closed"):
         await waiting
+
+
+async def test_runner_work_is_one_transaction(store):
+    """The runner (ivr/store/runner.py) runs a piece of work as one transaction: all of it
+    is committed or none."""
+    await store.ensure_call("r1", node="n1", started_at=T0, source="ami")
+
+    def two_updates_then_fail(conn: sa.Connection) -> None:
+        conn.execute(sa.update(calls).where(calls.c.id == "r1").values(desk="support"))
+        conn.execute(sa.update(calls).where(calls.c.id == "r1").values(operator="op1001"))
+        raise RuntimeError("the work failed after its statements")
+
+    with pytest.raises(RuntimeError, match="after its statements"):
+        await store.db.runner.write(two_updates_then_fail)
+    record = await store.get("r1")
+    assert record is not None and record.desk is None and record.operator is None
+
+    def one_update(conn: sa.Connection) -> int:
+        return conn.execute(sa.update(calls).where(calls.c.id == "r1")
+                            .values(desk="support")).rowcount
+
+    assert await store.db.runner.write(one_update) == 1
+    assert (await store.get("r1")).desk == "support"
+
+
+async def test_sqlite_runner_waits_for_another_writer_without_holding_the_loop(tmp_path):
+    """SQLite's runner works on the event loop: when another process holds the write lock,
+    it must not wait inside SQLite (that would freeze every call) but retry after pauses,
+    and write once the lock is free."""
+    import sqlite3
+
+    db = await Database(tmp_path / "ivr.sqlite3").open()
+    try:
+        store = CallStore(db)
+        await store.ensure_call("r1", node="n1", started_at=T0, source="ami")
+        other = sqlite3.connect(tmp_path / "ivr.sqlite3", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process's write transaction
+        write = asyncio.create_task(db.runner.write(lambda conn: conn.execute(
+            sa.update(calls).where(calls.c.id == "r1").values(desk="support")).rowcount))
+        loop = asyncio.get_running_loop()
+        ticks = []
+        for _ in range(10):  # the loop keeps turning while the write waits
+            before = loop.time()
+            await asyncio.sleep(0.02)
+            ticks.append(loop.time() - before)
+        assert not write.done() and max(ticks) < 0.5, ticks
+        other.execute("COMMIT")
+        other.close()
+        assert await asyncio.wait_for(write, 5) == 1
+        assert (await store.get("r1")).desk == "support"
+    finally:
+        await db.close()
