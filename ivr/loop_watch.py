@@ -30,9 +30,11 @@ log = logging.getLogger("ivr.loop")
 LAG_BUCKETS: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                   0.5, 1.0, 2.5, 5.0)
 
-# A frame whose function is one of these is a thread waiting, not working.
+# A frame whose function is one of these is a thread waiting, not working. aiosqlite's
+# thread waits in a C queue's get(), so its innermost Python frame is its own loop.
 _IDLE = frozenset({"wait", "select", "poll", "get", "_worker", "_wait_for_tstate_lock",
-                   "sleep", "accept", "recv", "recv_into", "readinto", "epoll"})
+                   "sleep", "accept", "recv", "recv_into", "readinto", "epoll",
+                   "_connection_worker_thread"})
 
 
 def lag_histogram() -> Histogram:
