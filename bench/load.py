@@ -366,12 +366,27 @@ def main(argv: list[str] | None = None) -> int:
                        profile=RESULTS / f"profile-{stamp}" if args.profile else None,
                        rest=not args.no_rest)
     finally:
+        # The controller's warnings (loop stalls and what held the loop, store retries)
+        # outlive the stack's folder: a bad run can be read afterwards without --keep.
+        warnings = keep_warnings(root / "stack" / "controller.log",
+                                 RESULTS / f"load-{stamp}-controller-warnings.log")
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     save(report)
-    print(f"wrote {RESULTS}/load-{stamp}.json and .md" + (f" (stack kept in {root})"
-                                                          if args.keep else ""))
+    print(f"wrote {RESULTS}/load-{stamp}.json and .md, {warnings} controller warnings"
+          + (f" (stack kept in {root})" if args.keep else ""))
     return 0
+
+
+def keep_warnings(log: Path, to: Path) -> int:
+    """The WARNING and ERROR lines of the controller's log, copied to `to`; how many."""
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines(keepends=True)
+                 if " WARNING " in line or " ERROR " in line]
+    except OSError:
+        return 0
+    to.write_text("".join(lines))
+    return len(lines)
 
 
 if __name__ == "__main__":
