@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ivr.store.db import Database
+from ivr.store.engine import write_transaction
 from ivr.store.tables import blocks, calls, to_datetime, to_epoch
 
 KINDS = ("exact", "prefix", "pattern")
@@ -86,34 +87,39 @@ class BlockStore:
             "added_by": added_by, "added_at": to_datetime(added_at or self.clock()),
             "expires_at": to_datetime(expires_at), "call_id": call_id, "review": review,
         }
-        stmt = sa.insert(blocks).values(**values).returning(blocks)
-        return await self.db.runner.write(lambda conn: _block(conn.execute(stmt).one()))
+        async with write_transaction(self.db.engine) as conn:
+            result = await conn.execute(sa.insert(blocks).values(**values).returning(blocks))
+            return _block(result.one())
 
     async def remove(self, block_id: int, *, by: str, reason: str) -> Block | None:
         """Mark a block removed; None when there is no such block or it was removed already
         (the first removal is kept as it was)."""
-        return await self._change(
-            sa.update(blocks)
-            .where(blocks.c.id == block_id, blocks.c.removed_at.is_(None))
-            .values(removed_at=to_datetime(self.clock()), removed_by=by, removed_reason=reason)
-            .returning(blocks))
+        async with write_transaction(self.db.engine) as conn:
+            result = await conn.execute(
+                sa.update(blocks)
+                .where(blocks.c.id == block_id, blocks.c.removed_at.is_(None))
+                .values(removed_at=to_datetime(self.clock()), removed_by=by,
+                        removed_reason=reason)
+                .returning(blocks))
+            row = result.first()
+        return _block(row) if row is not None else None
 
     async def confirm(self, block_id: int) -> Block | None:
         """A pending block (end-and-refuse, repeat step) confirmed by a supervisor; None when
         it is not pending or was removed (the first review is kept)."""
-        return await self._change(
-            sa.update(blocks)
-            .where(blocks.c.id == block_id, blocks.c.removed_at.is_(None),
-                   blocks.c.review == "pending")
-            .values(review="confirmed")
-            .returning(blocks))
-
-    async def _change(self, stmt: sa.Update) -> Block | None:
-        row = await self.db.runner.write(lambda conn: conn.execute(stmt).first())
+        async with write_transaction(self.db.engine) as conn:
+            result = await conn.execute(
+                sa.update(blocks)
+                .where(blocks.c.id == block_id, blocks.c.removed_at.is_(None),
+                       blocks.c.review == "pending")
+                .values(review="confirmed")
+                .returning(blocks))
+            row = result.first()
         return _block(row) if row is not None else None
 
     async def _rows(self, query: sa.Select[Any]) -> list[sa.Row[Any]]:
-        return await self.db.runner.read(lambda conn: list(conn.execute(query)))
+        async with self.db.engine.connect() as conn:
+            return list(await conn.execute(query))
 
     async def get(self, block_id: int) -> Block | None:
         rows = await self._rows(sa.select(blocks).where(blocks.c.id == block_id))
@@ -176,5 +182,6 @@ class BlockStore:
                                          calls.c.started_at >= to_datetime(min(since)))
         if exclude_call is not None:
             query = query.where(calls.c.id != exclude_call)
-        row = await self.db.runner.read(lambda conn: conn.execute(query).one())
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(query)).one()
         return [int(v) for v in row]

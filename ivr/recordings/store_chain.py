@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from ivr.recordings.chain import GENESIS, canonical, link_hash
 from ivr.store.db import Database
+from ivr.store.engine import write_transaction
 from ivr.store.tables import recording_chain, to_datetime, to_epoch
 
 log = logging.getLogger("ivr.recordings.chain")
@@ -43,12 +43,6 @@ def _entry(row: sa.Row[Any]) -> ChainEntry:
                       entry=m["entry"], prev_hash=m["prev_hash"], hash=m["hash"])
 
 
-def _head(conn: Connection) -> ChainEntry | None:
-    row = conn.execute(sa.select(recording_chain).order_by(recording_chain.c.seq.desc())
-                       .limit(1)).first()
-    return None if row is None else _entry(row)
-
-
 class ChainStore:
     """Appends go straight to the database (not the batching writer): evidence is not
     reported chained before its entry is committed."""
@@ -58,32 +52,30 @@ class ChainStore:
         self.clock = clock
 
     async def head(self) -> ChainEntry | None:
-        return await self.db.runner.read(_head)
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(sa.select(recording_chain)
+                                      .order_by(recording_chain.c.seq.desc())
+                                      .limit(1))).first()
+        return None if row is None else _entry(row)
 
     async def append(self, *, kind: str, recording_id: int, call_id: str,
                      entry: dict[str, Any], attempts: int = 20) -> ChainEntry:
         """Link `entry` after the current head. Two nodes appending at once both read the
         same head; prev_hash is unique, so one insert fails and that one retries."""
         text = canonical(entry)
-
-        def link(conn: Connection) -> tuple[int, dict[str, Any]]:
-            # Head and insert in one write transaction (SQLite: nobody else can append in
-            # between; PostgreSQL: the unique prev_hash refuses the second of two).
-            head = _head(conn)
+        for _ in range(attempts):
+            head = await self.head()
             prev = head.hash if head is not None else GENESIS
             values = {"at": to_datetime(self.clock()), "kind": kind,
                       "recording_id": recording_id, "call_id": call_id, "entry": text,
                       "prev_hash": prev, "hash": link_hash(prev, text)}
-            seq = conn.execute(sa.insert(recording_chain).values(**values)
-                               .returning(recording_chain.c.seq)).scalar_one()
-            return int(seq), values
-
-        for _ in range(attempts):
             try:
-                seq, values = await self.db.runner.write(link)
+                async with write_transaction(self.db.engine) as conn:
+                    result = await conn.execute(sa.insert(recording_chain).values(**values)
+                                                .returning(recording_chain.c.seq))
+                    seq = int(result.scalar_one())
             except IntegrityError:
                 continue
-            prev = values["prev_hash"]
             # The head hash in the log after every append: an anchor outside the database.
             log.info("event=recording_chained call_id=%s recording_id=%d kind=%s seq=%d "
                      "head=%s", call_id, recording_id, kind, seq, values["hash"])
@@ -97,13 +89,15 @@ class ChainStore:
                 .order_by(recording_chain.c.seq))
         if limit is not None:
             stmt = stmt.limit(limit)
-        return await self._entries(stmt)
+        async with self.db.engine.connect() as conn:
+            return [_entry(r) for r in (await conn.execute(stmt)).all()]
 
     async def for_recording(self, recording_id: int) -> list[ChainEntry]:
         stmt = (sa.select(recording_chain)
                 .where(recording_chain.c.recording_id == recording_id)
                 .order_by(recording_chain.c.seq))
-        return await self._entries(stmt)
+        async with self.db.engine.connect() as conn:
+            return [_entry(r) for r in (await conn.execute(stmt)).all()]
 
     async def neighbours(self, entry: ChainEntry) -> list[ChainEntry]:
         """The entry `entry` links to and the one linking to it (an export's proof; by hash,
@@ -111,7 +105,5 @@ class ChainStore:
         stmt = sa.select(recording_chain).where(sa.or_(
             recording_chain.c.hash == entry.prev_hash,
             recording_chain.c.prev_hash == entry.hash))
-        return await self._entries(stmt)
-
-    async def _entries(self, stmt: sa.Select[Any]) -> list[ChainEntry]:
-        return await self.db.runner.read(lambda conn: [_entry(r) for r in conn.execute(stmt)])
+        async with self.db.engine.connect() as conn:
+            return [_entry(r) for r in (await conn.execute(stmt)).all()]

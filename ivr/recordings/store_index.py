@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ivr.store.db import Database
+from ivr.store.engine import write_transaction
 from ivr.store.tables import is_time, recordings, to_datetime, to_epoch
 
 
@@ -113,26 +114,30 @@ class RecordingIndex:
     async def add(self, **values: Any) -> int:
         """A new row (call_id, kind, path, format, state required); returns its id."""
         values.setdefault("updated_at", self.clock())
-        stmt = sa.insert(recordings).values(**_to_db(values)).returning(recordings.c.id)
-        return await self.db.runner.write(lambda conn: int(conn.execute(stmt).scalar_one()))
+        async with write_transaction(self.db.engine) as conn:
+            result = await conn.execute(sa.insert(recordings).values(**_to_db(values))
+                                        .returning(recordings.c.id))
+            return int(result.scalar_one())
 
     async def update_row(self, recording_id: int, **values: Any) -> RecordingRow:
         """update(), returning the row in one round trip (RETURNING's values may differ in
         type from a select's, e.g. 4 for 4.0 on SQLite: never hash them)."""
         values["updated_at"] = self.clock()
-        stmt = (sa.update(recordings).where(recordings.c.id == recording_id)
-                .values(**_to_db(values)).returning(*recordings.c))
-        return await self.db.runner.write(lambda conn: row_from_db(conn.execute(stmt).one()))
+        async with write_transaction(self.db.engine) as conn:
+            result = await conn.execute(sa.update(recordings)
+                                        .where(recordings.c.id == recording_id)
+                                        .values(**_to_db(values)).returning(*recordings.c))
+            return row_from_db(result.one())
 
     async def update(self, recording_id: int, **values: Any) -> None:
         values["updated_at"] = self.clock()
-        stmt = sa.update(recordings).where(recordings.c.id == recording_id).values(
-            **_to_db(values))
-        await self.db.runner.write(lambda conn: conn.execute(stmt))
+        async with write_transaction(self.db.engine) as conn:
+            await conn.execute(sa.update(recordings).where(recordings.c.id == recording_id)
+                               .values(**_to_db(values)))
 
     async def _select(self, stmt: sa.Select[Any]) -> list[RecordingRow]:
-        return await self.db.runner.read(
-            lambda conn: [row_from_db(r) for r in conn.execute(stmt).all()])
+        async with self.db.engine.connect() as conn:
+            return [row_from_db(r) for r in (await conn.execute(stmt)).all()]
 
     async def get(self, recording_id: int) -> RecordingRow | None:
         rows = await self._select(sa.select(recordings).where(recordings.c.id == recording_id))
@@ -151,8 +156,8 @@ class RecordingIndex:
         return await self._select(sa.select(recordings).order_by(recordings.c.id))
 
     async def paths(self) -> set[str]:
-        return await self.db.runner.read(
-            lambda conn: set(conn.execute(sa.select(recordings.c.path)).scalars()))
+        async with self.db.engine.connect() as conn:
+            return set((await conn.execute(sa.select(recordings.c.path))).scalars())
 
     async def with_analysis(self, state: str, limit: int = 100) -> list[RecordingRow]:
         """Final recordings whose analysis is in `state` (the analysis queue), oldest first."""

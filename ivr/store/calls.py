@@ -15,11 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ivr.model import CallRecord
 from ivr.store.db import Database
-from ivr.store.engine import insert_ignore, lock_row, upsert
+from ivr.store.engine import insert_ignore, lock_row, upsert, write_transaction
 from ivr.store.tables import (
     call_events,
     calls,
@@ -117,10 +117,6 @@ def _event(row: sa.Row[Any]) -> dict[str, Any]:
     return {"at": to_epoch(row.at), "kind": row.kind, "data": json.loads(row.data)}
 
 
-def _events(conn: Connection, call_id: str) -> list[dict[str, Any]]:
-    return [_event(r) for r in conn.execute(_SELECT_EVENTS, {"call_id_": call_id})]
-
-
 class CallStore:
     def __init__(self, db: Database, *, clock: Callable[[], float] = time.time):
         self.db = db
@@ -210,25 +206,27 @@ class CallStore:
         returns (keys as for update; ended_at defaults to now) and return the new record.
         """
         await self.flush()
-
-        def finish(conn: Connection) -> CallRecord | None:
+        async with write_transaction(self.db.engine) as conn:
             query = lock_row(sa.select(calls).where(calls.c.id == call_id), conn)
-            row = conn.execute(query).first()
+            row = (await conn.execute(query)).first()
             if row is None or row.ended_at is not None:
                 return None
-            values = dict(decide(_record(row), _events(conn, call_id)))
+            values = dict(decide(_record(row), await self._events(conn, call_id)))
             values.setdefault("ended_at", self.clock())
-            conn.execute(sa.update(calls).where(calls.c.id == call_id).values(
-                **_columns(values), updated_at=self._now()))
-            return _record(conn.execute(_SELECT_CALL, {"call_id_": call_id}).one())
-
-        return await self.db.runner.write(finish)
+            await conn.execute(
+                sa.update(calls).where(calls.c.id == call_id).values(
+                    **_columns(values), updated_at=self._now()
+                )
+            )
+            row = (await conn.execute(_SELECT_CALL, {"call_id_": call_id})).one()
+        return _record(row)
 
     # ---- reads (each flushes first) ----
     async def _rows(self, query: sa.Select[Any],
                     params: dict[str, Any] | None = None) -> list[sa.Row[Any]]:
         await self.flush()
-        return await self.db.runner.read(lambda conn: list(conn.execute(query, params)))
+        async with self.db.engine.connect() as conn:
+            return list(await conn.execute(query, params))
 
     async def get(self, call_id: str) -> CallRecord | None:
         rows = await self._rows(_SELECT_CALL, {"call_id_": call_id})
@@ -236,14 +234,13 @@ class CallStore:
 
     async def get_with_events(self, call_id: str,
                               ) -> tuple[CallRecord | None, list[dict[str, Any]]]:
-        """get() and events() with one flush and one transaction."""
+        """get() and events() with one flush and one connection."""
         await self.flush()
-
-        def read(conn: Connection) -> tuple[CallRecord | None, list[dict[str, Any]]]:
-            row = conn.execute(_SELECT_CALL, {"call_id_": call_id}).first()
-            return (None, []) if row is None else (_record(row), _events(conn, call_id))
-
-        return await self.db.runner.read(read)
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(_SELECT_CALL, {"call_id_": call_id})).first()
+            if row is None:
+                return None, []
+            return _record(row), await self._events(conn, call_id)
 
     async def exists(self, call_id: str) -> bool:
         return bool(await self._rows(_CALL_EXISTS, {"call_id_": call_id}))
@@ -273,7 +270,12 @@ class CallStore:
     async def events(self, call_id: str) -> list[dict[str, Any]]:
         """The call's timeline: [{at, kind, data}], oldest first."""
         await self.flush()
-        return await self.db.runner.read(lambda conn: _events(conn, call_id))
+        async with self.db.engine.connect() as conn:
+            return await self._events(conn, call_id)
+
+    @staticmethod
+    async def _events(conn: AsyncConnection, call_id: str) -> list[dict[str, Any]]:
+        return [_event(r) for r in await conn.execute(_SELECT_EVENTS, {"call_id_": call_id})]
 
     async def operator_events(self, operator: str | None = None) -> list[dict[str, Any]]:
         query = sa.select(operator_events).order_by(operator_events.c.at, operator_events.c.id)

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ivr.store.engine import count_statements, create_engine, safe_url, sqlite_file
 from ivr.store.migrate import upgrade
-from ivr.store.runner import Runner, runner_for
 from ivr.store.writer import Writer
 
 log = logging.getLogger("ivr.store")
@@ -33,7 +32,6 @@ class Database:
         self._window = window
         self._max_batch = max_batch
         self._engine: AsyncEngine | None = None
-        self._runner: Runner | None = None
         self._writer: Writer | None = None
         # Statements sent, by verb and table (ivr_store_statements on /metrics).
         self.statements: Counter[str] = Counter()
@@ -43,13 +41,6 @@ class Database:
         if self._engine is None:
             raise RuntimeError("database is not open")
         return self._engine
-
-    @property
-    def runner(self) -> Runner:
-        """Runs a transaction's work in one hop (the writer's batches, the call reads)."""
-        if self._runner is None:
-            raise RuntimeError("database is not open")
-        return self._runner
 
     @property
     def writer(self) -> Writer:
@@ -65,8 +56,7 @@ class Database:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._engine = create_engine(self.url)
-        self.statements = Counter()
-        count_statements(self._engine.sync_engine, self.statements)
+        self.statements = count_statements(self._engine)
         try:
             revision = await upgrade(self._engine)
         except BaseException:
@@ -74,10 +64,7 @@ class Database:
             self._engine = None
             raise
         log.info("event=store_open url=%s schema=%s", safe_url(self.url), revision)
-        self._runner, runner_engine = runner_for(self._engine, self.url)
-        if runner_engine is not self._engine.sync_engine:
-            count_statements(runner_engine, self.statements)
-        self._writer = Writer(self._runner, window=self._window, max_batch=self._max_batch)
+        self._writer = Writer(self._engine, window=self._window, max_batch=self._max_batch)
         self._writer.start()
         return self
 
@@ -96,9 +83,6 @@ class Database:
         if self._writer is not None:
             await self._writer.close(timeout)
             self._writer = None
-        if self._runner is not None:
-            await self._runner.close()
-            self._runner = None
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None

@@ -1,10 +1,8 @@
-"""Everything that differs between SQLite and PostgreSQL lives here (and, for where a
-transaction runs, in runner.py).
+"""Everything that differs between SQLite and PostgreSQL lives here, and only here.
 
-SQLite (aiosqlite; the call path's transactions through the standard sqlite3 driver on the
-event loop, runner.py) is the embedded default: WAL so the CLI and the web can read
-beside the controller, synchronous=NORMAL (a power cut may lose the last commits, never
-corrupt the file), foreign keys on. PostgreSQL (asyncpg) is the shared store of several nodes.
+SQLite (aiosqlite) is the embedded default: WAL so the CLI and the web can read beside the
+controller, synchronous=NORMAL (a power cut may lose the last commits, never corrupt the
+file), foreign keys on. PostgreSQL (asyncpg) is the shared store of several nodes.
 """
 
 from __future__ import annotations
@@ -67,15 +65,11 @@ def is_sqlite(engine: AsyncEngine | AsyncConnection | Connection) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-# Seconds a SQLite connection waits for another's write lock (the CLI, the web, the runner).
-SQLITE_CONNECT_ARGS = {"timeout": 10}
-
-
 def create_engine(url: str) -> AsyncEngine:
     check_url(url)
     if make_url(url).drivername.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args=dict(SQLITE_CONNECT_ARGS))
-        sqlite_setup(engine.sync_engine)
+        engine = create_async_engine(url, connect_args={"timeout": 10})
+        _sqlite_setup(engine)
         return engine
     # pool_pre_ping: a PostgreSQL restart must not fail the first writes after it.
     return create_async_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
@@ -86,14 +80,15 @@ _STATEMENT = re.compile(r'^\s*(?:(UPDATE)\s+"?(\w+)|(\w+)(?:.*?\b(?:INTO|FROM)\s
                         re.S | re.I)
 
 
-def count_statements(engine: sa.Engine, counts: Counter[str]) -> None:
-    """Counts what is sent to the database into `counts`, by verb and table ("INSERT
-    call_events"; an executemany counts once): the store's load per call (/metrics, the load
-    bench). The label is worked out once per statement text (SQLAlchemy's compiled cache
-    hands back the same strings)."""
+def count_statements(engine: AsyncEngine) -> Counter[str]:
+    """Counts what is sent to the database, by verb and table ("INSERT call_events"; an
+    executemany counts once): the store's load per call (/metrics, the load bench). The
+    label is worked out once per statement text (SQLAlchemy's compiled cache hands back the
+    same strings)."""
+    counts: Counter[str] = Counter()
     labels: dict[str, str] = {}
 
-    @event.listens_for(engine, "before_cursor_execute")
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         label = labels.get(statement)
         if label is None:
@@ -104,10 +99,11 @@ def count_statements(engine: sa.Engine, counts: Counter[str]) -> None:
                 else "other"
         counts[label] += 1
 
+    return counts
 
-def sqlite_setup(engine: sa.Engine) -> None:
-    """The settings of every SQLite connection (the async engine's and the runner's)."""
-    @event.listens_for(engine, "connect")
+
+def _sqlite_setup(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         # The driver's own implicit BEGIN is off: we emit BEGIN ourselves (below), so DDL is
         # transactional (migrations) and write transactions can take the lock up front.
@@ -118,7 +114,7 @@ def sqlite_setup(engine: sa.Engine) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
-    @event.listens_for(engine, "begin")
+    @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Connection) -> None:
         # IMMEDIATE takes the write lock at BEGIN: a transaction that reads and then writes
         # (finish_call) cannot be overtaken between its read and its write.

@@ -20,11 +20,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Executable
 
-from ivr.store.engine import is_transient
-from ivr.store.runner import Runner
+from ivr.store.engine import is_transient, write_transaction
 
 log = logging.getLogger("ivr.store")
 
@@ -43,9 +41,9 @@ class _Op:
 
 
 class Writer:
-    def __init__(self, runner: Runner, *, window: float = 0.005, max_batch: int = 500,
+    def __init__(self, engine: Any, *, window: float = 0.005, max_batch: int = 500,
                  retry_delay: float = 0.2, max_retry_delay: float = 5.0):
-        self.runner = runner
+        self.engine = engine
         self.window = window
         self.max_batch = max_batch
         self.retry_delay = retry_delay
@@ -170,8 +168,17 @@ class Writer:
                 self._settle(op, result=0)
 
     async def _commit(self, ops: list[_Op]) -> list[int]:
-        """The ops in one transaction (one hop to the runner); their rowcounts."""
-        return await self.runner.write(lambda conn: _execute(conn, ops))
+        results: list[int] = []
+        async with write_transaction(self.engine) as conn:
+            for group in _runs(ops):
+                first = group[0]
+                if first.params is None:
+                    results.append((await conn.execute(first.stmt)).rowcount)  # type: ignore[arg-type]
+                    continue
+                await conn.execute(first.stmt, [op.params for op in group])  # type: ignore[arg-type, misc]
+                # executemany reports no per-row count; these writes are never awaited.
+                results.extend([1] * len(group))
+        return results
 
     async def _one_by_one(self, ops: list[_Op]) -> None:
         for op in ops:
@@ -213,19 +220,6 @@ class Writer:
 
 def _short(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-
-
-def _execute(conn: Connection, ops: list[_Op]) -> list[int]:
-    results: list[int] = []
-    for group in _runs(ops):
-        first = group[0]
-        if first.params is None:
-            results.append(conn.execute(first.stmt).rowcount)  # type: ignore[arg-type, attr-defined]
-            continue
-        conn.execute(first.stmt, [op.params for op in group])  # type: ignore[arg-type, misc]
-        # executemany reports no per-row count; these writes are never awaited.
-        results.extend([1] * len(group))
-    return results
 
 
 def _runs(ops: list[_Op]) -> list[list[_Op]]:

@@ -16,7 +16,6 @@ from ivr.model import Outcome
 from ivr.recordings.service_evidence import EvidenceService
 from ivr.recordings.service_search import RecordingSearch
 from ivr.spy.service import SpyService
-from ivr.store import runner
 from ivr.web.api import AdminServices, create_api
 
 CONTROLLER = web.AppKey("controller", Controller)
@@ -105,7 +104,6 @@ def create_app(controller: Controller) -> web.Application:
     registry = CollectorRegistry()
     registry.register(_ControllerCollector(controller))
     registry.register(timing.ROUND_TRIPS)
-    registry.register(runner.STEPS)
     watch = getattr(controller, "loop_watch", None)
     if watch is not None:
         registry.register(watch.lag)
