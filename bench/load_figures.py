@@ -297,6 +297,11 @@ def _histogram_buckets(text: str, name: str) -> dict[str, dict[float, float]]:
     return out
 
 
+def _ms(bound: float) -> float:
+    """A bucket bound in ms; -1 for +Inf (above the last bound)."""
+    return bound * 1000 if bound != float("inf") else -1
+
+
 def histogram_quantiles(before: str, after: str, name: str,
                         qs: tuple[float, ...] = (0.5, 0.99)) -> dict[str, dict[str, float]]:
     """Quantiles (ms, upper bucket bounds; -1 above the last bound) of a /metrics histogram
@@ -311,15 +316,11 @@ def histogram_quantiles(before: str, after: str, name: str,
         total = counts[-1] if counts else 0.0
         if total <= 0:
             continue
-
-        def ms(bound: float) -> float:
-            return bound * 1000 if bound != float("inf") else -1
-
         row: dict[str, float] = {"n": total}
         for q in qs:
             bound = next(b for b, c in zip(bounds, counts, strict=True) if c >= q * total)
-            row[f"p{q * 100:g}_ms_le"] = ms(bound)
-        row["max_ms_le"] = ms(next(b for b, c in zip(bounds, counts, strict=True)
+            row[f"p{q * 100:g}_ms_le"] = _ms(bound)
+        row["max_ms_le"] = _ms(next(b for b, c in zip(bounds, counts, strict=True)
                                    if c >= total))
         result[key] = row
     return result

@@ -104,11 +104,9 @@ def create_app(controller: Controller) -> web.Application:
     registry = CollectorRegistry()
     registry.register(_ControllerCollector(controller))
     registry.register(timing.ROUND_TRIPS)
-    watch = getattr(controller, "loop_watch", None)
-    if watch is not None:
-        registry.register(watch.lag)
-        registry.register(watch.stalls)
-        registry.register(watch.gc_pauses)
+    for metric in (controller.loop_watch.lag, controller.loop_watch.stalls,
+                   controller.loop_watch.gc_pauses):
+        registry.register(metric)
     Gauge("ivr_up", "The controller process is running", registry=registry).set(1)
     app[CONTROLLER] = controller
     app[REGISTRY] = registry
