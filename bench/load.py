@@ -3,7 +3,8 @@
     make bench                                  # 100 concurrent, 2 baseline/server pairs
     .venv/bin/python -m bench.load [--concurrency 100] [--calls 200] [--rate 10] [--talk 10]
                                    [--pairs 2] [--kinds baseline,server] [--profile] [--no-rest]
-                                   [--knee [--knee-steps 100,150,200,250]]
+                                   [--knee [--knee-steps 100,150,200,250]
+                                           [--knee-kinds server|baseline,server]]
 
 As root, after `make setup`. Starts Asterisk 22 and `ivr run` in a folder of their own
 (bench/load_stack.py), then repeats a cycle of runs (--kinds): baseline (the same journey as
@@ -19,8 +20,9 @@ correlation), RTP gaps and loss at the caller, CPU-seconds per call of Asterisk
 and the controller (from /proc), the controller's memory, descriptors, asyncio tasks and
 FastAGI round-trips, at load and at rest (3 calls before each server run, unless
 --no-rest), and every call's recording checked from its file. --knee then
-steps the concurrency up (server runs only) until a call fails, a recording is incomplete or
-the RTP gap p99 passes 60 ms.
+steps the concurrency up (server runs; with --knee-kinds baseline,server the plain dialplan
+first, for the knee's ratio on the same machine) until a call fails, a recording is
+incomplete or the RTP gap p99 passes 60 ms.
 
 Writes bench/results/load-<time>.json and .md (and with --profile, py-spy's samples of the
 controller per server run in bench/results/profile-<time>/). Asterisk's own CPU varies ~20 %
@@ -200,6 +202,8 @@ def one_run(stack: Stack, kind: str, index: int, *, concurrency: int, calls: int
                        "agi_round_trip": figures.agi_round_trips(metrics_before, metrics_after),
                        "loop_lag": figures.loop_lag(metrics_before, metrics_after),
                        "store_statements_per_call": figures.store_statements(
+                           metrics_before, metrics_after, completed),
+                       "store_write_batches_per_call": figures.write_batches(
                            metrics_before, metrics_after, completed)},
         # The greeting's first sound (by correlation), and the first RTP packet of any kind.
         "first_audio_ms": figures.quantiles(rtp.first_audio, 1000),
@@ -270,13 +274,13 @@ def bench(root: Path, *, concurrency: int, calls: int, rate: float, talk: float,
           knee_steps: list[int] | None = None, prompt_cache: Path | None = None,
           kinds: tuple[str, ...] = ("baseline", "server"),
           save: Callable[[dict], None] | None = None, profile: Path | None = None,
-          rest: bool = True) -> dict:
+          rest: bool = True, knee_kinds: tuple[str, ...] = ("server",)) -> dict:
     """save: called with the report so far after every run (an interrupted bench keeps
     what it measured); rest: each server run measures the controller at rest first."""
     endpoints = max([concurrency, *(knee_steps or [])])
     stack = build_stack(root, endpoints, talk, prompt_cache)
     runs: list[dict] = []
-    knee: dict | None = None
+    knees: dict[str, dict] = {}
 
     def report() -> dict:
         return {"machine": {"host": platform.node(), "cores": os.cpu_count(),
@@ -285,7 +289,8 @@ def bench(root: Path, *, concurrency: int, calls: int, rate: float, talk: float,
                 "settings": {"concurrency": concurrency, "calls": calls, "rate": rate,
                              "talk": talk, "pairs": pairs, "operators": endpoints,
                              "entry": SERVER_DID, "baseline_entry": BASELINE_DID},
-                "runs": runs, "pairs": load_report.pair_ratios(runs), "knee": knee}
+                "runs": runs, "pairs": load_report.pair_ratios(runs),
+                "knee": knees.get("server"), "knees": knees}
 
     def done(run: dict) -> None:
         print(load_report.one_line(run), flush=True)
@@ -300,12 +305,12 @@ def bench(root: Path, *, concurrency: int, calls: int, rate: float, talk: float,
                 runs.append(one_run(stack, kind, index, concurrency=concurrency, calls=calls,
                                     rate=rate, talk=talk, profile=profile, rest=rest))
                 done(runs[-1])
-        if knee_steps:
-            knee = {"steps": [], "knee": None}
-            for step in knee_steps:
+        for knee_kind in knee_kinds if knee_steps else ():
+            knee = knees[knee_kind] = {"steps": [], "knee": None}
+            for step in knee_steps or ():
                 index += 1
                 # Fast enough to reach the step before the first calls end (~25 s each).
-                run = one_run(stack, "server", index, concurrency=step, calls=step * 2,
+                run = one_run(stack, knee_kind, index, concurrency=step, calls=step * 2,
                               rate=max(rate, step / 20), talk=talk)
                 knee["steps"].append(run)
                 done(run)
@@ -335,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                              "watchdog waiting with Wait(); the same with Read())")
     parser.add_argument("--knee", action="store_true", help="then step the load up")
     parser.add_argument("--knee-steps", default="100,150,200,250")
+    parser.add_argument("--knee-kinds", default="server",
+                        help="whose knee --knee finds, in order (e.g. baseline,server: the "
+                             "plain dialplan's knee on the same machine, for the ratio)")
     parser.add_argument("--keep", action="store_true", help="keep the stack's folder")
     parser.add_argument("--no-rest", action="store_true",
                         help="skip the controller-at-rest measurement (3 calls before each "
@@ -343,9 +351,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="sample the controller with py-spy in server runs (collapsed "
                              "stacks in bench/results/profile-<time>/)")
     args = parser.parse_args(argv)
-    unknown = set(args.kinds.split(",")) - {*SERVER_KINDS, *BASELINES}
-    if unknown:
-        parser.error(f"--kinds: unknown {', '.join(sorted(unknown))}")
+    for option, given in (("--kinds", args.kinds), ("--knee-kinds", args.knee_kinds)):
+        unknown = set(given.split(",")) - {*SERVER_KINDS, *BASELINES}
+        if unknown:
+            parser.error(f"{option}: unknown {', '.join(sorted(unknown))}")
     if os.geteuid() != 0:
         parser.error("run as root (Asterisk in its chroot, raw sockets for the RTP capture)")
     root = Path(tempfile.mkdtemp(prefix="ivr-bench-"))
@@ -364,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
                        knee_steps=[int(x) for x in args.knee_steps.split(",")]
                        if args.knee else None, save=save,
                        profile=RESULTS / f"profile-{stamp}" if args.profile else None,
-                       rest=not args.no_rest)
+                       rest=not args.no_rest,
+                       knee_kinds=tuple(k for k in args.knee_kinds.split(",") if k))
     finally:
         # The controller's warnings (loop stalls and what held the loop, store retries)
         # outlive the stack's folder: a bad run can be read afterwards without --keep.

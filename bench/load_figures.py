@@ -369,3 +369,17 @@ def store_statements(before: str, after: str, calls: int) -> dict[str, float]:
         return {}
     per_call = {k: round(v / calls, 2) for k, v in sorted(sent.items(), key=lambda kv: -kv[1])}
     return {"total": round(sum(sent.values()) / calls, 2), **per_call}
+
+
+def write_batches(before: str, after: str, calls: int) -> dict[str, float]:
+    """The store writer's transactions per completed call, and those of them closed before
+    their batch window because someone waited (a new call's record, a read's flush)."""
+    def value(text: str, name: str) -> float:
+        found = re.search(rf'^{name}_total (\S+)$', text, re.M)
+        return float(found.group(1)) if found else 0.0
+
+    if not calls:
+        return {}
+    return {key: round((value(after, name) - value(before, name)) / calls, 2)
+            for key, name in (("batches", "ivr_store_write_batches"),
+                              ("hurried", "ivr_store_write_batches_hurried"))}

@@ -113,6 +113,8 @@ ROWS = [
     ("... at rest", lambda r: _agi(r.get("at_rest"), "SET VARIABLE")),
     ("controller's database statements per call (total; the three most)",
      lambda r: _statements(r["controller"].get("store_statements_per_call"))),
+    ("... the writer's transactions per call (of them closed early: someone waited)",
+     lambda r: _batches(r["controller"].get("store_write_batches_per_call"))),
     ("shouting callers alerted / answered (server-shout)", lambda r: _shout(r, "count")),
     ("onset → IvrShout alert, ms (p50/p95/p99; max)", lambda r: _shout(r, "after")),
 ]
@@ -129,6 +131,12 @@ def _gc(lag: dict | None) -> str:
     if not lag or "gc_seconds" not in lag:
         return "–"
     return f"{lag['gc_seconds']:g}, {lag['gc_full_passes']:g} (≤ {lag['gc_full_max_ms_le']:g})"
+
+
+def _batches(per_call: dict | None) -> str:
+    if not per_call:
+        return "–"
+    return f"{per_call['batches']:g} ({per_call['hurried']:g})"
 
 
 def _statements(per_call: dict | None) -> str:
@@ -203,11 +211,16 @@ def markdown(report: dict) -> str:
             out.append(f"| #{p['baseline_run']} | {cpu['server-nolive']} | "
                        f"{cpu.get('server', '–')} ({cost.get('server', '–')}) | "
                        f"{cpu.get('server-shout', '–')} ({cost.get('server-shout', '–')}) |")
-    knee = report.get("knee")
-    if knee:
-        out += ["", f"## Knee (server): {knee['knee']} concurrent", ""]
+    # Older reports have only "knee" (the server's).
+    knees = report.get("knees") or ({"server": report["knee"]} if report.get("knee") else {})
+    for kind, knee in knees.items():
+        out += ["", f"## Knee ({kind}): {knee['knee']} concurrent", ""]
         out += _table(knee["steps"])
-    problems = [(r["index"], p) for r in report["runs"] + (knee["steps"] if knee else [])
+    if {"server", "baseline"} <= knees.keys() and knees["baseline"]["knee"]:
+        out += ["", "Knee, server ÷ plain dialplan: "
+                f"{(knees['server']['knee'] or 0) / knees['baseline']['knee']:.2f}"]
+    problems = [(r["index"], p) for r in report["runs"]
+                + [run for knee in knees.values() for run in knee["steps"]]
                 for p in r["recordings"]["problems"]]
     if problems:
         out += ["", "## Recording problems (first 20 per run)", ""]

@@ -142,7 +142,7 @@ class CallStore:
         """Create the record unless it exists; True when this call created it. Waits for the
         commit, queued behind the writes before it (`start_call` does not wait)."""
         return await self.db.writer.submit_wait(
-            self._new_call(call_id, node, started_at, source, direction)) == 1
+            self._new_call(call_id, node, started_at, source, direction), key=call_id) == 1
 
     async def update(self, call_id: str, *, only_if_null: bool = False, **values: Any) -> None:
         """Set columns (queued, not awaited); with only_if_null the first report of a fact
@@ -155,12 +155,14 @@ class CallStore:
             return
         params = {f"v_{k}": v for k, v in columns.items()}
         params.update(v_updated_at=self._now(), call_id_=call_id)
-        self.db.writer.submit(_update_statement(tuple(sorted(columns)), only_if_null), params)
+        self.db.writer.submit(_update_statement(tuple(sorted(columns)), only_if_null), params,
+                              key=call_id)
 
     def start_call(self, call_id: str, *, node: str, started_at: float, source: str,
                    direction: str = "inbound") -> None:
         """Queue the record's insert (one already there is kept as it is); not awaited."""
-        self.db.writer.submit(self._new_call(call_id, node, started_at, source, direction))
+        self.db.writer.submit(self._new_call(call_id, node, started_at, source, direction),
+                              key=call_id)
 
     def _new_call(self, call_id: str, node: str, started_at: float, source: str,
                   direction: str) -> sa.Insert:
@@ -177,7 +179,7 @@ class CallStore:
         event of this kind already."""
         self.db.writer.submit(_INSERT_EVENT_ONCE if once else _INSERT_EVENT, {
             "call_id": call_id, "at": to_datetime(at), "kind": kind,
-            "data": json.dumps(data or {}, ensure_ascii=False, sort_keys=True)})
+            "data": json.dumps(data or {}, ensure_ascii=False, sort_keys=True)}, key=call_id)
 
     async def add_operator_event(
         self, at: float, operator: str, desk: str | None, action: str, detail: str, by_whom: str
@@ -205,7 +207,7 @@ class CallStore:
         already (or does not exist) return None; else set what decide(record, events)
         returns (keys as for update; ended_at defaults to now) and return the new record.
         """
-        await self.flush()
+        await self.db.writer.flush(call_id)
         async with write_transaction(self.db.engine) as conn:
             query = lock_row(sa.select(calls).where(calls.c.id == call_id), conn)
             row = (await conn.execute(query)).first()
@@ -221,21 +223,21 @@ class CallStore:
             row = (await conn.execute(_SELECT_CALL, {"call_id_": call_id})).one()
         return _record(row)
 
-    # ---- reads (each flushes first) ----
-    async def _rows(self, query: sa.Select[Any],
-                    params: dict[str, Any] | None = None) -> list[sa.Row[Any]]:
-        await self.flush()
+    # ---- reads (each waits for the writes it could see: one call's, or everyone's) ----
+    async def _rows(self, query: sa.Select[Any], params: dict[str, Any] | None = None,
+                    call_id: str | None = None) -> list[sa.Row[Any]]:
+        await self.db.writer.flush(call_id)
         async with self.db.engine.connect() as conn:
             return list(await conn.execute(query, params))
 
     async def get(self, call_id: str) -> CallRecord | None:
-        rows = await self._rows(_SELECT_CALL, {"call_id_": call_id})
+        rows = await self._rows(_SELECT_CALL, {"call_id_": call_id}, call_id)
         return _record(rows[0]) if rows else None
 
     async def get_with_events(self, call_id: str,
                               ) -> tuple[CallRecord | None, list[dict[str, Any]]]:
         """get() and events() with one flush and one connection."""
-        await self.flush()
+        await self.db.writer.flush(call_id)
         async with self.db.engine.connect() as conn:
             row = (await conn.execute(_SELECT_CALL, {"call_id_": call_id})).first()
             if row is None:
@@ -243,7 +245,7 @@ class CallStore:
             return _record(row), await self._events(conn, call_id)
 
     async def exists(self, call_id: str) -> bool:
-        return bool(await self._rows(_CALL_EXISTS, {"call_id_": call_id}))
+        return bool(await self._rows(_CALL_EXISTS, {"call_id_": call_id}, call_id))
 
     async def recent(self, limit: int = 20) -> list[CallRecord]:
         query = sa.select(calls).order_by(calls.c.started_at.desc(), calls.c.id.desc())
@@ -269,7 +271,7 @@ class CallStore:
 
     async def events(self, call_id: str) -> list[dict[str, Any]]:
         """The call's timeline: [{at, kind, data}], oldest first."""
-        await self.flush()
+        await self.db.writer.flush(call_id)
         async with self.db.engine.connect() as conn:
             return await self._events(conn, call_id)
 

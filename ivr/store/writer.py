@@ -3,9 +3,13 @@
 A FastAGI handler or an AMI event must never wait for a disk or a network round trip to the
 database, so `submit` only queues a statement. One task applies the queue in order, many
 statements per transaction (a batch closes after `window` seconds or `max_batch` statements,
-or at once when someone waits for it). The call path's frequent writes (timeline events,
-record updates) pass a prepared statement and its parameters: consecutive ones of one
-statement go to the database as one executemany, built and compiled once. Nothing is dropped
+or at once when someone waits for it, even mid-window). The call path's frequent writes
+(timeline events, record updates) pass a prepared statement, its parameters and the key of
+the row they belong to (the call): ops of one statement in a batch go to the database as one
+executemany, built and compiled once. To make those runs long, an op joins an earlier run of
+its statement when nothing between them touches its key and no plain statement (a barrier)
+lies between: ops of one call keep their order, ops of different calls commute, because they
+touch different rows (an event needs its call's row, whose insert is a barrier). Nothing is dropped
 quietly: a batch that fails on a busy or unreachable database is retried as it is; one that
 fails otherwise is applied statement by statement, and only a statement that can never
 succeed (a constraint, a type) is given up, with an error in the log that names it.
@@ -16,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,10 +42,12 @@ class _Op:
     settled: bool = field(default=False)
     # With params, stmt is a prepared statement shared by many ops (executemany together).
     params: dict[str, Any] | None = None
+    # The row these params touch (a call id): ops of different keys may be reordered.
+    key: str | None = None
 
 
 class Writer:
-    def __init__(self, engine: Any, *, window: float = 0.005, max_batch: int = 500,
+    def __init__(self, engine: Any, *, window: float = 0.05, max_batch: int = 500,
                  retry_delay: float = 0.2, max_retry_delay: float = 5.0):
         self.engine = engine
         self.window = window
@@ -50,12 +56,17 @@ class Writer:
         self.max_retry_delay = max_retry_delay
         self._items: deque[_Op] = deque()
         self._wake = asyncio.Event()
+        self._urgent = asyncio.Event()  # someone waits: the batch window ends now
         self._waiters = 0  # queued ops someone awaits: their batch closes without the window
+        # Writes not yet committed, by key (None: no key): a read of one call waits only
+        # for its own call's writes (flush(key)), not for a commit of everyone's.
+        self._uncommitted: Counter[str | None] = Counter()
         self._in_flight = 0
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         # Counters for tests and /metrics.
         self.batches = 0
+        self.hurried = 0  # batches closed before their window: someone waited for them
         self.applied = 0
         self.failed = 0
 
@@ -67,21 +78,27 @@ class Writer:
     def pending(self) -> int:
         return len(self._items) + self._in_flight
 
-    def submit(self, stmt: Executable, params: dict[str, Any] | None = None) -> None:
+    def submit(self, stmt: Executable, params: dict[str, Any] | None = None,
+               key: str | None = None) -> None:
         """Queue a write and return at once; it is committed within the batch window.
-        params: `stmt` is a prepared statement (module-level, reused), these its values."""
-        self._put(_Op(stmt, params=params))
+        params: `stmt` is a prepared statement (module-level, reused), these its values;
+        key: the row they touch (writes of other keys may go before a prepared one, never of
+        its own; a plain statement stays where it is, whatever its key)."""
+        self._put(_Op(stmt, params=params, key=key))
 
-    async def submit_wait(self, stmt: Executable) -> int:
+    async def submit_wait(self, stmt: Executable, key: str | None = None) -> int:
         """Queue a write behind the others and wait for its commit; returns its rowcount."""
-        op = _Op(stmt, asyncio.get_running_loop().create_future())
+        op = _Op(stmt, asyncio.get_running_loop().create_future(), key=key)
         self._put(op)
         assert op.done is not None
         return int(await op.done)
 
-    async def flush(self) -> None:
-        """Wait until every write queued before this call is committed (or given up)."""
+    async def flush(self, key: str | None = None) -> None:
+        """Wait until every write queued before this call is committed (or given up); with a
+        key, only if a write of that key (or one without a key) is among them."""
         if not self._items and not self._in_flight:
+            return
+        if key is not None and not self._uncommitted[key] and not self._uncommitted[None]:
             return
         op = _Op(None, asyncio.get_running_loop().create_future())
         self._put(op, closing_ok=True)
@@ -95,6 +112,9 @@ class Writer:
             raise WriterClosed("the store writer is not running")
         if op.done is not None:
             self._waiters += 1
+            self._urgent.set()
+        if op.stmt is not None:
+            self._uncommitted[op.key] += 1
         self._items.append(op)
         self._wake.set()
 
@@ -104,6 +124,7 @@ class Writer:
         if self._task is None:
             return
         self._wake.set()
+        self._urgent.set()
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout)
         except TimeoutError:
@@ -127,8 +148,15 @@ class Writer:
                 await self._wake.wait()
                 continue
             if self._waiters == 0 and len(self._items) < self.max_batch and not self._closing:
-                # Let a burst of call-path writes gather into one commit.
-                await asyncio.sleep(self.window)
+                # Let the call-path writes of many calls gather into one commit, unless
+                # someone starts waiting for one meanwhile.
+                self._urgent.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.window):
+                        await self._urgent.wait()
+                        self.hurried += 1
+            else:
+                self.hurried += 1
             batch = [self._items.popleft() for _ in range(min(self.max_batch, len(self._items)))]
             self._in_flight = len(batch)
             try:
@@ -168,17 +196,18 @@ class Writer:
                 self._settle(op, result=0)
 
     async def _commit(self, ops: list[_Op]) -> list[int]:
-        results: list[int] = []
+        """One transaction; the rowcount of each op, in the order of `ops`."""
+        counts: dict[int, int] = {}
         async with write_transaction(self.engine) as conn:
             for group in _runs(ops):
                 first = group[0]
                 if first.params is None:
-                    results.append((await conn.execute(first.stmt)).rowcount)  # type: ignore[arg-type]
+                    counts[id(first)] = (await conn.execute(first.stmt)).rowcount  # type: ignore[arg-type]
                     continue
                 await conn.execute(first.stmt, [op.params for op in group])  # type: ignore[arg-type, misc]
                 # executemany reports no per-row count; these writes are never awaited.
-                results.extend([1] * len(group))
-        return results
+                counts.update((id(op), 1) for op in group)
+        return [counts[id(op)] for op in ops]
 
     async def _one_by_one(self, ops: list[_Op]) -> None:
         for op in ops:
@@ -207,6 +236,9 @@ class Writer:
         op.settled = True
         if op.stmt is not None:
             self.applied += error is None
+            self._uncommitted[op.key] -= 1
+            if not self._uncommitted[op.key]:
+                del self._uncommitted[op.key]
         if op.done is None:
             return
         self._waiters -= 1
@@ -222,16 +254,36 @@ def _short(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
 
 
+class _Run:
+    __slots__ = ("keys", "ops")
+
+    def __init__(self, op: _Op):
+        self.ops = [op]
+        self.keys = {op.key}
+
+
 def _runs(ops: list[_Op]) -> list[list[_Op]]:
-    """Consecutive ops of one prepared statement together (order kept); others alone."""
-    runs: list[list[_Op]] = []
+    """The ops as runs of one prepared statement each (one executemany), plain statements
+    alone. An op joins the latest earlier run of its statement if every run after that one
+    is prepared and touches other keys; ops without a key only join the run just before."""
+    runs: list[_Run] = []
     for op in ops:
-        if (op.params is not None and runs and runs[-1][0].params is not None
-                and runs[-1][0].stmt is op.stmt):
-            runs[-1].append(op)
+        target: _Run | None = None
+        if op.params is not None:
+            for run in reversed(runs):
+                first = run.ops[0]
+                if first.stmt is op.stmt and first.params is not None:
+                    target = run
+                    break
+                if (first.params is None or op.key is None or None in run.keys
+                        or op.key in run.keys):
+                    break  # a barrier, or a write of this op's own row: keep the order
+        if target is None:
+            runs.append(_Run(op))
         else:
-            runs.append([op])
-    return runs
+            target.ops.append(op)
+            target.keys.add(op.key)
+    return [run.ops for run in runs]
 
 
 def _describe(op: _Op) -> str:

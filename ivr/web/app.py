@@ -93,6 +93,13 @@ class _ControllerCollector(Collector):
         for label, count in sorted(self.c.db.statements.items()):
             statements.add_metric([label], count)
         yield statements
+        writer = self.c.db.writer
+        yield CounterMetricFamily("ivr_store_write_batches",
+                                  "Transactions of the store's writer (queued call-path writes)",
+                                  value=writer.batches)
+        yield CounterMetricFamily("ivr_store_write_batches_hurried",
+                                  "... of them closed before their window: someone waited",
+                                  value=writer.hurried)
         # For the load bench (bench/load.py): is the loop keeping up, and does it leak tasks.
         # collect() runs in the /metrics handler, on the controller's loop.
         yield GaugeMetricFamily("ivr_asyncio_tasks", "asyncio tasks alive on the event loop",

@@ -122,6 +122,76 @@ async def test_prepared_updates_in_one_batch_keep_their_order(store):
     assert store.db.writer.failed == 0
 
 
+async def test_calls_interleaved_in_one_batch_go_as_one_executemany_per_statement(db_url):
+    """Three calls' events and record updates, interleaved as calls interleave, queued in one
+    batch window: the three calls' writes of each step share one executemany per statement
+    (27 writes, 9 statements), and each call's writes keep their order (timeline order, the
+    later update winning, the first report winning with only_if_null)."""
+    db = await Database(db_url, window=0.5).open()  # long enough to gather everything
+    try:
+        store = CallStore(db)
+        for cid in ("c1", "c2", "c3"):
+            await store.ensure_call(cid, node="n1", started_at=T0, source="ami")
+        before = dict(db.statements)
+        for step in range(3):
+            for cid in ("c1", "c2", "c3"):
+                await store.add_event(cid, f"step{step}", T0, {"call": cid})
+                await store.update(cid, desk=f"{cid}-desk{step}")
+                await store.update(cid, operator=f"{cid}-op{step}", only_if_null=True)
+        await store.flush()
+        sent = {k: v - before.get(k, 0) for k, v in db.statements.items()
+                if v != before.get(k, 0)}
+        # A call's next step may not pass its own update: one run per step and statement.
+        assert sent.get("INSERT call_events") == 3, sent
+        assert sent.get("UPDATE calls") == 6, sent  # two column sets per step
+        for cid in ("c1", "c2", "c3"):
+            record = await store.get(cid)
+            assert record is not None
+            assert (record.desk, record.operator) == (f"{cid}-desk2", f"{cid}-op0")
+            # Same `at`: the timeline falls back to insertion order, kept per call.
+            assert [e["kind"] for e in await store.events(cid)] == ["step0", "step1", "step2"]
+        assert db.writer.failed == 0
+    finally:
+        await db.close()
+
+
+async def test_a_waiting_write_does_not_wait_out_the_batch_window(db_url):
+    """Queued writes wait for the window to gather more; a write someone awaits (a new
+    call's record, a flush) ends the window at once."""
+    db = await Database(db_url, window=30.0).open()
+    try:
+        store = CallStore(db)
+        await store.ensure_call("c1", node="n1", started_at=T0, source="ami")
+        await store.add_event("c1", "queued", T0)  # starts a 30 s window
+        await asyncio.sleep(0.05)
+        # Under the test's 60 s timeout only if the window ended early.
+        assert await asyncio.wait_for(store.ensure_call("c2", node="n1", started_at=T0,
+                                                        source="ami"), 10) is True
+        assert [e["kind"] for e in await store.events("c1")] == ["queued"]
+    finally:
+        await db.close()
+
+
+async def test_a_read_of_one_call_waits_for_that_calls_writes_only(db_url):
+    """Reading a call commits its own queued writes first (a reader sees what was written
+    before it asked), but not the other calls': their writes keep gathering."""
+    db = await Database(db_url, window=30.0).open()
+    try:
+        store = CallStore(db)
+        for cid in ("c1", "c2"):
+            await store.ensure_call(cid, node="n1", started_at=T0, source="ami")
+        await store.update("c2", desk="billing")  # queued: a 30 s window starts
+        assert (await store.get("c1")).desk is None
+        assert db.writer.pending == 1  # c1's read forced no commit of c2's write
+        await store.update("c1", desk="sales")
+        assert (await asyncio.wait_for(store.get("c1"), 10)).desk == "sales"
+        assert [e for e in await store.events("c2")] == []  # waits for c2's update too
+        assert db.writer.pending == 0
+        assert (await store.get("c2")).desk == "billing"
+    finally:
+        await db.close()
+
+
 async def test_a_bad_write_does_not_lose_the_others(store, caplog):
     await store.ensure_call("c1", node="n1", started_at=T0, source="ami")
     await store.add_event("c1", "before", T0)
