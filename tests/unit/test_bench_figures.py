@@ -41,3 +41,25 @@ def test_the_run_is_the_difference_of_two_scrapes():
                                    "max_ms_le": 50.0}
     assert agi["SET VARIABLE"]["p50_ms_le"] == 5.0
     assert figures.loop_lag(after, after) == {}
+
+
+def test_the_writers_transactions_per_call_are_read_from_two_scrapes():
+    from prometheus_client.core import CounterMetricFamily
+
+    class Writer:
+        batches, hurried = 40, 10
+
+        def collect(self):
+            # As ivr/web/app.py names them (the exposition adds _total).
+            yield CounterMetricFamily("ivr_store_write_batches", "", value=self.batches)
+            yield CounterMetricFamily("ivr_store_write_batches_hurried", "",
+                                      value=self.hurried)
+
+    registry = CollectorRegistry()
+    writer = Writer()
+    registry.register(writer)
+    before = generate_latest(registry).decode()
+    writer.batches, writer.hurried = 40 + 50, 10 + 30
+    after = generate_latest(registry).decode()
+    assert figures.write_batches(before, after, 10) == {"batches": 5.0, "hurried": 3.0}
+    assert figures.write_batches(before, after, 0) == {}
