@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ivr.store.engine import count_statements, create_engine, safe_url, sqlite_file
 from ivr.store.migrate import upgrade
-from ivr.store.writer import Writer
+from ivr.store.writer import BATCH_WINDOW_S, Writer
 
 log = logging.getLogger("ivr.store")
 
@@ -25,7 +25,7 @@ def sqlite_url(path: Path) -> str:
 
 
 class Database:
-    def __init__(self, url: str | Path, *, window: float = 0.05, max_batch: int = 500):
+    def __init__(self, url: str | Path, *, window: float = BATCH_WINDOW_S, max_batch: int = 500):
         """url: a sqlite+aiosqlite:// or postgresql+asyncpg:// URL, or a SQLite file path."""
         self.url = sqlite_url(url) if isinstance(url, Path) else url
         self.path = sqlite_file(self.url)  # its folder is made at open, as for the data dir

@@ -9,8 +9,8 @@ the row they belong to (the call): ops of one statement in a batch go to the dat
 executemany, built and compiled once. To make those runs long, an op joins an earlier run of
 its statement when nothing between them touches its key and no plain statement (a barrier)
 lies between: ops of one call keep their order, ops of different calls commute, because they
-touch different rows (an event needs its call's row, whose insert is a barrier). Nothing is dropped
-quietly: a batch that fails on a busy or unreachable database is retried as it is; one that
+touch different rows (an event needs its call's row, whose insert is a barrier). Nothing is
+dropped quietly: a batch that fails on a busy or unreachable database is retried as it is; one that
 fails otherwise is applied statement by statement, and only a statement that can never
 succeed (a constraint, a type) is given up, with an error in the log that names it.
 """
@@ -30,6 +30,9 @@ from ivr.store.engine import is_transient, write_transaction
 
 log = logging.getLogger("ivr.store")
 
+#: How long queued writes gather before a commit when nobody waits for them.
+BATCH_WINDOW_S = 0.05
+
 
 class WriterClosed(RuntimeError):
     """The store is shutting down and takes no more writes."""
@@ -47,7 +50,7 @@ class _Op:
 
 
 class Writer:
-    def __init__(self, engine: Any, *, window: float = 0.05, max_batch: int = 500,
+    def __init__(self, engine: Any, *, window: float = BATCH_WINDOW_S, max_batch: int = 500,
                  retry_delay: float = 0.2, max_retry_delay: float = 5.0):
         self.engine = engine
         self.window = window
@@ -66,7 +69,7 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         # Counters for tests and /metrics.
         self.batches = 0
-        self.hurried = 0  # batches closed before their window: someone waited for them
+        self.hurried = 0  # batches closed before their window: someone waited, or full
         self.applied = 0
         self.failed = 0
 

@@ -98,7 +98,8 @@ class _ControllerCollector(Collector):
                                   "Transactions of the store's writer (queued call-path writes)",
                                   value=writer.batches)
         yield CounterMetricFamily("ivr_store_write_batches_hurried",
-                                  "... of them closed before their window: someone waited",
+                                  "... of them closed before their window: someone waited "
+                                  "(or the batch was full)",
                                   value=writer.hurried)
         # For the load bench (bench/load.py): is the loop keeping up, and does it leak tasks.
         # collect() runs in the /metrics handler, on the controller's loop.
